@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(VENV)/bin/graphopt inspect examples/mlp.onnx --passes canonicalize,fuse
+	$(PY) examples/quickstart.py
 
 test: setup
 	$(PY) -m pytest -q

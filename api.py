@@ -1,0 +1,156 @@
+"""``graphopt.compile`` / ``CompiledModel`` / ``graphopt.load``: glue between frontends, passes and
+backends. No compiler logic lives here."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__
+from .backends import Executable, build
+from .frontends.detect import import_model
+from .ir.analysis import format_bytes, format_count, summarize
+from .ir.graph import Graph
+from .ir.parser import parse_ir
+from .ir.printer import print_graph_with_constants
+from .passes import run_passes
+
+DEFAULT_PASSES = "canonicalize"
+ARTIFACT_FORMAT = 1
+
+
+@dataclass
+class CompileReport:
+    """What compilation did: where the model came from, each pass, the backend and its fallbacks."""
+
+    source: str
+    passes: list[dict[str, Any]] = field(default_factory=list)
+    nodes_before: int = 0
+    nodes_after: int = 0
+    flops: int = 0
+    peak_activation_bytes: int = 0
+    backend: str = ""
+    backend_notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict (``--json``)."""
+        return dict(self.__dict__)
+
+    def to_text(self) -> str:
+        """The report as a short readable block."""
+        lines = [f"compiled {self.source} in {self.seconds:.2f} s",
+                 f"  nodes {self.nodes_before} -> {self.nodes_after}, {format_count(self.flops)}FLOP per run, "
+                 f"peak activations {format_bytes(self.peak_activation_bytes)}"]
+        for p in self.passes:
+            lines.append(f"  pass {p['name']:<14} {p['seconds'] * 1e3:8.1f} ms  {p.get('summary', '')}".rstrip())
+        lines.append(f"  backend {self.backend}")
+        lines += [f"    {note}" for note in self.backend_notes]
+        return "\n".join(lines)
+
+
+class CompiledModel:
+    """A compiled graph: call it on numpy arrays or torch tensors (positional, graph-input order)."""
+
+    def __init__(self, graph: Graph, executable: Executable, report: CompileReport) -> None:
+        self.graph = graph
+        self._exe = executable
+        self._report = report
+
+    def __call__(self, *args: Any) -> Any:
+        torch_out = any(type(a).__module__.startswith("torch") for a in args)
+        arrays = [_to_numpy(a) for a in args]
+        outs = self._exe.run(arrays)
+        if torch_out:
+            import torch
+
+            outs = [torch.from_numpy(np.ascontiguousarray(o)) for o in outs]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def report(self) -> CompileReport:
+        """The compile report (``print(m.report().to_text())``)."""
+        return self._report
+
+    def save(self, path: str | Path) -> Path:
+        """Write a ``.gopt`` artifact (IR text, constants, metadata) that ``graphopt.load`` reads."""
+        path = Path(path)
+        text, consts = print_graph_with_constants(self.graph)
+        buf = io.BytesIO()
+        np.savez(buf, **consts)
+        meta = {"format": ARTIFACT_FORMAT, "graphopt": __version__, "backend": self._exe.name,
+                "report": self._report.to_json()}
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("graph.gir", text)
+            z.writestr("constants.npz", buf.getvalue())
+            z.writestr("meta.json", json.dumps(meta, indent=1))
+        return path
+
+
+def compile(
+    model: Any,
+    example_inputs: Sequence[Any] | None = None,
+    *,
+    target: str = "cpu",
+    backend: str = "auto",
+    passes: str | None = None,
+    dump_ir: str | Path | None = None,
+    dynamic_batch: bool = False,
+) -> CompiledModel:
+    """Compile ``model`` (nn.Module, ExportedProgram, ONNX path or ModelProto, or Graph).
+
+    ``passes`` is a pipeline spec (default ``"canonicalize"``); ``dump_ir`` writes one numbered IR
+    file per pass into that folder.
+    """
+    if target != "cpu":
+        raise ValueError(f"unknown target '{target}' (available: cpu)")
+    start = time.perf_counter()
+    graph = import_model(model, example_inputs, dynamic_batch=dynamic_batch)
+    before = summarize(graph).nodes
+    graph, pass_log = run_passes(graph, passes if passes is not None else DEFAULT_PASSES, dump_ir=dump_ir)
+    exe = build(graph, backend)
+    s = summarize(graph)
+    report = CompileReport(
+        source=_describe(model), passes=pass_log, nodes_before=before, nodes_after=s.nodes, flops=s.flops,
+        peak_activation_bytes=s.peak_activation_bytes, backend=exe.name, backend_notes=exe.describe(),
+        seconds=time.perf_counter() - start,
+    )
+    return CompiledModel(graph, exe, report)
+
+
+def load(path: str | Path) -> CompiledModel:
+    """Open a ``.gopt`` artifact written by ``CompiledModel.save`` (no recompilation)."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read("meta.json"))
+            text = z.read("graph.gir").decode()
+            with np.load(io.BytesIO(z.read("constants.npz")), allow_pickle=False) as npz:
+                consts = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise ValueError(f"{path}: not a graphopt artifact ({e})") from None
+    if meta.get("format") != ARTIFACT_FORMAT:
+        raise ValueError(f"{path}: artifact format {meta.get('format')} is not {ARTIFACT_FORMAT}; recompile it")
+    graph = parse_ir(text, consts)
+    report = CompileReport(**meta["report"])
+    return CompiledModel(graph, build(graph, meta["backend"]), report)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if type(x).__module__.startswith("torch"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _describe(model: Any) -> str:
+    if isinstance(model, (str, Path)):
+        return str(model)
+    if isinstance(model, Graph):
+        return f"graph @{model.name}"
+    return type(model).__name__

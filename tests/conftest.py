@@ -1,0 +1,12 @@
+"""Shared test set-up: the test helpers (``models``, ``model_utils``) import as top-level modules.
+
+pytest runs with ``--import-mode=importlib`` (the repo root is itself a package), which does not put
+this folder on ``sys.path``; tests write ``from models import make_model``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
