@@ -1,1 +1,1 @@
-"""Benchmarks: the model zoo (``zoo``), its ONNX export, and comparisons against other optimizers."""
+"""Benchmarks: the model zoo (``zoo``), its ONNX export, and comparisons with other tools."""

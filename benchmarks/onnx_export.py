@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import onnx
 import torch
 from torch import nn
+from torch.onnx import TrainingMode
 
 ONNX_OPSET = 17
 ONNX_IR_VERSION = 10
@@ -56,11 +57,13 @@ def export_onnx(
         # The legacy exporter warns that it is deprecated on every call; that is known and chosen.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
+        # Tracing F.local_response_norm's empty-input check warns; the zoo's graphs are static.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             module, example, buf, dynamo=False, input_names=ins, output_names=outs,
             dynamic_axes=dynamic, opset_version=ONNX_OPSET, do_constant_folding=True,
             # EVAL runs the Conv+BN folding peephole; PRESERVE exports the eval-mode module as is.
-            training=torch.onnx.TrainingMode.EVAL if fold_batchnorm else torch.onnx.TrainingMode.PRESERVE,
+            training=TrainingMode.EVAL if fold_batchnorm else TrainingMode.PRESERVE,
         )
     model = onnx.load_from_string(buf.getvalue())
     del buf

@@ -9,7 +9,8 @@ arithmetic. Arguments that were FX nodes arrive already converted.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,12 +73,12 @@ def _dropout(ctx: ImportContext, a: Args) -> Any:
     if a["train"]:
         raise ctx.unsupported("dropout in training mode")
     x = a["input"]
-    return x if "native" not in str(ctx.node.target) else (x, None)  # type: ignore[union-attr]
+    return (x, None) if "native" in ctx.target else x
 
 
 @converts("aten.sym_size.int")
 def _sym_size(ctx: ImportContext, a: Args) -> Any:
-    return ctx.dim(ctx.node.meta["val"])  # type: ignore[union-attr]
+    return ctx.dim(ctx.meta_val)
 
 
 @converts("aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout", "aten._to_dim_order_copy.default")
@@ -91,15 +92,13 @@ def _to(ctx: ImportContext, a: Args) -> Any:
 @converts("aten.full.default", "aten.zeros.default", "aten.ones.default", "aten.empty.memory_format",
           "aten.new_full.default", "aten.new_zeros.default", "aten.new_ones.default", "aten.new_empty.default")
 def _full(ctx: ImportContext, a: Args) -> Any:
-    name = str(ctx.node.target)  # type: ignore[union-attr]
-    value = a.get("fill_value", 1 if "ones" in name else 0)
+    value = a.get("fill_value", 1 if "ones" in ctx.target else 0)
     return ctx.full(value, ctx.out_type())
 
 
 @converts("aten.full_like.default", "aten.zeros_like.default", "aten.ones_like.default", "aten.empty_like.default")
 def _full_like(ctx: ImportContext, a: Args) -> Any:
-    name = str(ctx.node.target)  # type: ignore[union-attr]
-    value = a.get("fill_value", 1 if "ones" in name else 0)
+    value = a.get("fill_value", 1 if "ones" in ctx.target else 0)
     return ctx.full(value, ctx.out_type(), like=a["self"])
 
 
@@ -247,7 +246,8 @@ def _div_mode(ctx: ImportContext, a: Args) -> Any:
         return ctx.op("math.mul", ctx.op("math.sign", q), ctx.op("math.floor", ctx.op("math.abs", q)))
     if mode == "trunc":
         return ctx.op("math.div", x, y)  # IR integer division truncates
-    raise ctx.unsupported("floor division of integer tensors")
+    # floor(x / y) = (x - x mod y) / y, the division exact; mod takes the divisor's sign like floor.
+    return ctx.op("math.div", ctx.op("math.sub", x, ctx.op("math.mod", x, y)), y)
 
 
 _COMPARE = {"eq": "cmp.equal", "lt": "cmp.less", "le": "cmp.less_equal", "gt": "cmp.greater",
@@ -397,7 +397,7 @@ def _layer_norm(ctx: ImportContext, a: Args) -> Any:
 
 @converts("aten._softmax.default", "aten._log_softmax.default")
 def _softmax(ctx: ImportContext, a: Args) -> Any:
-    name = "nn.log_softmax" if "log" in str(ctx.node.target) else "nn.softmax"  # type: ignore[union-attr]
+    name = "nn.log_softmax" if "log" in ctx.target else "nn.softmax"
     return ctx.op(name, ctx.cast(a["self"], ctx.out_type().dtype), axis=int(a["dim"]))
 
 
@@ -485,7 +485,7 @@ converts("aten.prod.dim_int", "aten.prod.default")(_reduce("reduce.prod"))
 
 @converts("aten.max.dim", "aten.min.dim")
 def _max_dim(ctx: ImportContext, a: Args) -> Any:
-    kind = "max" if "max" in str(ctx.node.target) else "min"  # type: ignore[union-attr]
+    kind = "max" if "max" in ctx.target else "min"
     x, axis, keep = a["self"], _norm_axis(a["dim"], a["self"].type.rank), bool(a["keepdim"])
     values = ctx.op(f"reduce.{kind}", x, axes=[axis], keepdims=keep)
     # torch returns the first index of the extreme value, as the IR's default does.
@@ -494,7 +494,7 @@ def _max_dim(ctx: ImportContext, a: Args) -> Any:
 
 @converts("aten.argmax.default", "aten.argmin.default")
 def _argmax(ctx: ImportContext, a: Args) -> Any:
-    kind = "argmax" if "argmax" in str(ctx.node.target) else "argmin"  # type: ignore[union-attr]
+    kind = "argmax" if "argmax" in ctx.target else "argmin"
     x, dim = a["self"], a["dim"]
     if dim is None:
         if not x.type.is_static:
@@ -568,7 +568,7 @@ def _cat(ctx: ImportContext, a: Args) -> Any:
 def _split(ctx: ImportContext, a: Args) -> Any:
     x = a["self"]
     axis = _norm_axis(a["dim"], x.type.rank)
-    outs = [ctx.out_type(i) for i in range(len(ctx.node.meta["val"]))]  # type: ignore[union-attr]
+    outs = [ctx.out_type(i) for i in range(len(ctx.meta_val))]
     sizes = [t.shape[axis] for t in outs]
     if not all(isinstance(s, int) for s in sizes):
         raise ctx.unsupported("split along a symbolic dim")
@@ -661,7 +661,7 @@ def _constant_pad(ctx: ImportContext, a: Args) -> Any:
 @converts("aten.reflection_pad2d.default", "aten.replication_pad2d.default",
           "aten.reflection_pad1d.default", "aten.replication_pad1d.default")
 def _mode_pad(ctx: ImportContext, a: Args) -> Any:
-    mode = "reflect" if "reflection" in str(ctx.node.target) else "edge"  # type: ignore[union-attr]
+    mode = "reflect" if "reflection" in ctx.target else "edge"
     return _pad(ctx, a["self"], list(a["padding"]), mode, 0.0)
 
 
@@ -683,7 +683,7 @@ def _pad(ctx: ImportContext, x: Value, pad: list[int], mode: str, value: float) 
 
 @converts("aten.tril.default", "aten.triu.default")
 def _trilu(ctx: ImportContext, a: Args) -> Any:
-    upper = "triu" in str(ctx.node.target)  # type: ignore[union-attr]
+    upper = "triu" in ctx.target
     return ctx.op("tensor.trilu", a["self"], upper=upper, k=int(a["diagonal"]))
 
 

@@ -9,8 +9,9 @@ nodes are inlined (their bodies exported in place).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -34,6 +35,11 @@ def export_onnx(graph: Graph, path: str | Path | None = None) -> onnx.ModelProto
     return model
 
 
+def exportable_ops() -> frozenset[str]:
+    """The IR ops ``export_onnx`` can write (besides ``const`` and ``fused``)."""
+    return frozenset(_EMITTERS)
+
+
 def _value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, onnx_elem_type(t.dtype), list(t.shape))
 
@@ -51,6 +57,11 @@ class _Exporter:
         g = self.graph
         for v in g.inputs:
             self.name_of(v)
+        # Named values keep their names; only then may temporaries take what is left.
+        for node in g.walk():
+            for v in node.outputs:
+                if v.name is not None:
+                    self.name_of(v)
         self._claim_output_names()
         self.block(g, {})
         outputs = self._outputs()
@@ -131,15 +142,29 @@ class _Exporter:
                 name = self.name_of(node.output)
                 self.initializers.append(numpy_helper.from_array(np.asarray(node.value), name))
             elif node.op == FUSED:
-                assert node.body is not None
-                self.block(node.body, {i: self.name_of(o) for i, o in zip(node.body.inputs, node.inputs)})
-                for inner, outer_v in zip(node.body.outputs, node.outputs):
-                    self.emit("Identity", [self.name_of(inner)], [self.name_of(outer_v)])
+                self.fused(node)
             else:
                 emitter = _EMITTERS.get(node.op)
                 if emitter is None:
                     raise FrontendError(f"IR op {node.op} has no ONNX mapping", op_type=node.op)
                 emitter(self, node, [self.name_of(v) for v in node.inputs], [self.name_of(v) for v in node.outputs])
+
+
+    def fused(self, node: Node) -> None:
+        """Inline a fused node: its body's nodes, writing straight into the node's result names."""
+        body = node.body
+        assert body is not None
+        outer = {i: self.name_of(o) for i, o in zip(body.inputs, node.inputs)}
+        copies, renamed = [], set()
+        for inner, result in zip(body.outputs, node.outputs):
+            if inner in outer or inner in renamed:
+                copies.append((inner, result))  # a body input or a value yielded twice
+            else:
+                self.names[inner] = self.name_of(result)
+                renamed.add(inner)
+        self.block(body, outer)
+        for inner, result in copies:
+            self.emit("Identity", [self.names[inner]], [self.name_of(result)])
 
 
 Emitter = Callable[[_Exporter, Node, list[str], list[str]], None]
@@ -277,8 +302,8 @@ def _conv(e: _Exporter, node: Node, ins: list[str], outs: list[str]) -> None:
 @_emits("nn.max_pool2d", "nn.avg_pool2d")
 def _pool(e: _Exporter, node: Node, ins: list[str], outs: list[str]) -> None:
     a = node.attrs
-    common = dict(kernel_shape=list(a["kernel"]), strides=list(a["strides"]), pads=list(a["pads"]),
-                  ceil_mode=int(a["ceil_mode"]))
+    common = {"kernel_shape": list(a["kernel"]), "strides": list(a["strides"]), "pads": list(a["pads"]),
+                  "ceil_mode": int(a["ceil_mode"])}
     if node.op == "nn.max_pool2d":
         e.emit("MaxPool", ins, outs, dilations=list(a["dilations"]), **common)
     else:

@@ -10,8 +10,9 @@ shape arithmetic) and never become IR nodes; the rest go through ``onnx_ops.CONV
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -122,7 +123,7 @@ def _convert_opset(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     try:
         return version_converter.convert_version(model, TARGET_OPSET)
-    except Exception as e:  # the converter raises bare RuntimeErrors and asserts from C++
+    except Exception as e:  # noqa: BLE001 - the converter raises bare RuntimeErrors and C++ asserts
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FrontendError(f"cannot convert opset {version} to {TARGET_OPSET}: {first}") from None
 
@@ -142,6 +143,21 @@ def _make_batch_dynamic(model: onnx.ModelProto, symbol: str | None) -> onnx.Mode
         if vi.type.HasField("tensor_type"):
             vi.type.tensor_type.ClearField("shape")
     return model
+
+
+_BIG = 1024
+"""Initializers with more elements than this lose their data in ``_without_weight_data``."""
+
+
+def _without_weight_data(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose big initializers keep their name, type and shape but no data."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for t in out.graph.initializer:
+        if int(np.prod(t.dims)) > _BIG:
+            for f in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                t.ClearField(f)
+    return out
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -164,12 +180,15 @@ class Importer:
 
     def __init__(self, model: onnx.ModelProto, dynamic_batch: bool | str = False) -> None:
         _prescan(model.graph)
-        model = _convert_opset(model)
+        # The converter and shape inference serialize the whole model; without the weights'
+        # bytes that takes milliseconds instead of seconds. The data is read from here instead.
+        self._weights = {t.name: t for t in model.graph.initializer}
+        model = _convert_opset(_without_weight_data(model))
         if dynamic_batch:
             model = _make_batch_dynamic(model, dynamic_batch if isinstance(dynamic_batch, str) else None)
         try:
             model = shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-        except Exception:  # noqa: BLE001 - inference only feeds a consistency check; models can defeat it
+        except Exception:  # noqa: BLE001, S110 - inference only feeds a consistency check; it is optional
             pass
         self.model = model
         self.opset = _opset(model)
@@ -177,14 +196,15 @@ class Importer:
         self.b = GraphBuilder(identifier(g.name or "main", "g"))
         self.env: dict[str, Value | Known] = {}
         self._materialized: dict[str, Value] = {}
-        self._used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        self._used = {i for n in _all_nodes(g) for i in n.input} | {o.name for o in g.output}
+        self._shape_sources: dict[tuple[Dim, ...], Value] = {}
         self._inferred = {vi.name: vi.type for vi in g.value_info}
 
     def run(self) -> Graph:
         """Convert every node and return the finished graph."""
         g = self.model.graph
         for t in g.initializer:
-            self.env[t.name] = numpy_helper.to_array(t)
+            self.env[t.name] = numpy_helper.to_array(self._weight(t))
         inits = {t.name for t in g.initializer}
         for vi in g.input:
             if vi.name not in inits:  # old exporters list initializers as inputs too; they are weights
@@ -198,6 +218,16 @@ class Importer:
                 v.name = self.b.unique_name(identifier(vi.name, "out"))
             outputs.append(v)
         return self.b.build(outputs)
+
+    def _weight(self, t: onnx.TensorProto) -> onnx.TensorProto:
+        original = self._weights.get(t.name)
+        if original is not None and original.dims == t.dims and original.data_type == t.data_type:
+            return original
+        return t  # made (or changed) by the opset converter: its data is its own
+
+    def shape_source(self, dims: Sequence[Dim]) -> Value | None:
+        """A value whose ``Shape`` gave exactly ``dims`` (to build tensors of a symbolic shape)."""
+        return self._shape_sources.get(tuple(dims))
 
     def is_used(self, name: str) -> bool:
         """Whether a node or the graph output reads tensor ``name``."""
@@ -231,7 +261,7 @@ class Importer:
         if name in self._materialized:
             return self._materialized[name]
         if isinstance(x, SymShape):
-            raise FrontendError(f"'{name}' is computed at run time from the symbolic dims "
+            raise UnsupportedOpError(f"'{name}' is computed at run time from the symbolic dims "
                                 f"{', '.join(x.symbols)}; the IR needs it static (import with static shapes)")
         try:
             DType.from_numpy(x.dtype)
@@ -255,7 +285,10 @@ class Importer:
         try:
             ins = [None if n == "" else self._lookup(n) for n in node.input]
             attrs = {a.name: _attr_value(a) for a in node.attribute}
-            outs = self._fold(node, ins, attrs)
+            if node.op_type == "If":
+                outs = self._inline_if(node, ins, attrs)
+            else:
+                outs = self._fold(node, ins, attrs)
             if outs is None:
                 outs = self._convert(node, ins, attrs)
         except FrontendError as e:
@@ -270,22 +303,36 @@ class Importer:
             self.env[name] = outs[i]
             self._check_type(node, name, outs[i])
 
+    def _inline_if(self, node: onnx.NodeProto, ins: list[Value | Known | None], attrs: dict[str, Any]) -> list[Any]:
+        """The branch an ``If`` takes, converted in place; its condition must be known."""
+        cond = ins[0]
+        if not isinstance(cond, np.ndarray):
+            raise _node_error(node, "a condition computed at run time", UnsupportedOpError)
+        branch: onnx.GraphProto = attrs["then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"]
+        for t in branch.initializer:
+            self.env[t.name] = numpy_helper.to_array(t)
+        for inner in branch.node:
+            self._node(inner)
+        return [self._lookup(o.name) for o in branch.output]
+
     def _convert(self, node: onnx.NodeProto, ins: list[Value | Known | None], attrs: dict[str, Any]) -> list[Any]:
         conv = CONVERTERS.get(node.op_type)
         if conv is None:
             raise _node_error(node, "unsupported op", UnsupportedOpError)
         try:
             return list(conv(NodeCtx(self, node, ins, attrs)))
-        except (TypeError, ValueError) as e:
-            if isinstance(e, FrontendError):
-                raise
+        except FrontendError:
+            raise
+        except (TypeError, ValueError) as e:  # the IR rejected the op: attributes or type inference
             raise _node_error(node, f"cannot convert: {e}") from e
 
-    def _fold(self, node: onnx.NodeProto, ins: Sequence[Value | Known | None], attrs: dict[str, Any]) -> list[Any] | None:
+    def _fold(self, node: onnx.NodeProto, ins: Sequence[Value | Known | None],
+              attrs: dict[str, Any]) -> list[Any] | None:
         """The node's results when they are known at import time, else None."""
         op = node.op_type
         if op in ("Shape", "Size") and isinstance(ins[0], Value):
             shape = list(ins[0].type.shape)
+            self._shape_sources.setdefault(tuple(shape), ins[0])
             if op == "Shape":
                 return [make_known(shape[attrs.get("start", 0):attrs.get("end", None)])]
             n: int | str = 1
@@ -324,6 +371,20 @@ class Importer:
             dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
             if None not in dims and tuple(dims) != result.type.shape:
                 raise _node_error(node, f"result '{name}' is {result.type} in the IR but has shape {dims} in ONNX")
+
+
+def _all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The nodes of ``graph`` and of every sub-graph (If branches, loop bodies) inside it."""
+    out = []
+    for node in graph.node:
+        out.append(node)
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                out.extend(_all_nodes(a.g))
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for sub in a.graphs:
+                    out.extend(_all_nodes(sub))
+    return out
 
 
 def _constant(node: onnx.NodeProto) -> np.ndarray:

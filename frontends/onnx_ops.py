@@ -1,16 +1,18 @@
 """ONNX op -> IR op converters, one small function per ONNX op (or family), kept in ``CONVERTERS``.
 
 A converter gets a ``NodeCtx`` and returns the node's results in order: IR values, or values known
-at import time (arrays, symbolic shapes). Semantics are those of ONNX opsets 18-21; older models
-are upgraded to opset 18 before conversion (see ``onnx_import``).
+at import time (arrays, symbolic shapes). Semantics are those of ONNX opset 18 and later; older
+models are upgraded to opset 18 before conversion (see ``onnx_import``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
+from onnx import numpy_helper
 
 from ..ir.graph import Value
 from ..ir.types import Dim, DType
@@ -106,8 +108,8 @@ class NodeCtx:
 Converter = Callable[[NodeCtx], Sequence[Result]]
 CONVERTERS: dict[str, Converter] = {}
 
-FOLD_ONLY = frozenset({"Constant", "Shape", "Size", "ConstantOfShape", "Range"})
-"""Ops the importer only ever evaluates at import time (they never become IR nodes)."""
+FOLD_ONLY = frozenset({"Constant", "Shape", "Size", "If"})
+"""Ops the importer evaluates itself (an ``If`` on a known condition is inlined)."""
 
 
 def converts(*op_types: str) -> Callable[[Converter], Converter]:
@@ -122,7 +124,8 @@ def converts(*op_types: str) -> Callable[[Converter], Converter]:
 
 
 def _simple(op_type: str, ir_op: str, **defaults: Any) -> None:
-    """An ONNX op that maps to one IR op; ``defaults`` are ONNX attribute -> IR attribute defaults."""
+    """An ONNX op that maps to one IR op; ``defaults`` holds the ONNX default of each attribute
+    (the IR attribute has the same name)."""
 
     def convert(c: NodeCtx) -> list[Result]:
         attrs = {k: c.attr(k, v) for k, v in defaults.items()}
@@ -212,6 +215,45 @@ def _thresholded_relu(c: NodeCtx) -> list[Result]:
     return [c.op("tensor.where", above, x, c.constant(0.0, x.type.dtype))]
 
 
+@converts("Celu")
+def _celu(c: NodeCtx) -> list[Result]:
+    x = c.value(0)
+    dt, alpha = x.type.dtype, c.attr("alpha", 1.0)
+    # celu(x) = max(0, x) + min(0, alpha * (exp(x / alpha) - 1))
+    neg = c.op("math.mul", c.op("math.sub", c.op("math.exp", c.op("math.div", x, c.constant(alpha, dt))),
+                                c.constant(1.0, dt)), c.constant(alpha, dt))
+    zero = c.constant(0.0, dt)
+    return [c.op("math.add", c.op("math.max", x, zero), c.op("math.min", neg, zero))]
+
+
+@converts("Swish")
+def _swish(c: NodeCtx) -> list[Result]:
+    x = c.value(0)
+    alpha = c.attr("alpha", 1.0)
+    if alpha == 1.0:
+        return [c.op("nn.silu", x)]
+    return [c.op("math.mul", x, c.op("nn.sigmoid", c.op("math.mul", x, c.constant(alpha, x.type.dtype))))]
+
+
+@converts("IsNaN")
+def _isnan(c: NodeCtx) -> list[Result]:
+    x = c.value(0)
+    return [c.op("logic.not", c.op("cmp.equal", x, x))]
+
+
+@converts("IsInf")
+def _isinf(c: NodeCtx) -> list[Result]:
+    x = c.value(0)
+    hits = []
+    if c.attr("detect_positive", 1):
+        hits.append(c.op("cmp.equal", x, c.constant(np.inf, x.type.dtype)))
+    if c.attr("detect_negative", 1):
+        hits.append(c.op("cmp.equal", x, c.constant(-np.inf, x.type.dtype)))
+    if not hits:
+        return [c.op("cmp.less", x, x)]  # all false, in x's shape
+    return [hits[0] if len(hits) == 1 else c.op("logic.or", *hits)]
+
+
 @converts("Identity")
 def _identity(c: NodeCtx) -> list[Result]:
     x = c.ins[0]
@@ -250,10 +292,23 @@ def _batch_norm(c: NodeCtx) -> list[Result]:
 
 @converts("LayerNormalization")
 def _layer_norm(c: NodeCtx) -> list[Result]:
-    if c.output_used(1) or c.output_used(2):
-        c.unsupported("the mean / inv_std_dev outputs")
     ins = [c.value(i) for i in range(3) if c.has(i)]
-    return [c.op("nn.layer_norm", *ins, axis=c.attr("axis", -1), epsilon=c.attr("epsilon", 1e-5))]
+    axis, eps = c.attr("axis", -1), c.attr("epsilon", 1e-5)
+    y = c.op("nn.layer_norm", *ins, axis=axis, epsilon=eps)
+    if not (c.output_used(1) or c.output_used(2)):
+        return [y]
+    # Training graphs also read the statistics, computed in the stash type (float32).
+    if c.attr("stash_type", 1) != 1:
+        c.unsupported(f"stash_type={c.attr('stash_type')}")
+    x = ins[0]
+    if x.type.dtype != DType.f32:
+        x = c.op("tensor.cast", x, to=DType.f32)
+    axes = tuple(range(axis % x.type.rank, x.type.rank))
+    mean = c.op("reduce.mean", x, axes=axes, keepdims=True)
+    d = c.op("math.sub", x, mean)
+    var = c.op("reduce.mean", c.op("math.mul", d, d), axes=axes, keepdims=True)
+    inv_std = c.op("math.rsqrt", c.op("math.add", var, c.constant(eps, DType.f32)))
+    return [y, mean, inv_std]
 
 
 @converts("InstanceNormalization")
@@ -291,15 +346,23 @@ _REDUCE: dict[str, tuple[str, str | None, str | None]] = {
 def _reduce(c: NodeCtx) -> list[Result]:
     ir_op, pre, post = _REDUCE[c.node.op_type]
     x = c.value(0)
+    if x.type.dtype == DType.bool and ir_op in ("reduce.max", "reduce.min"):
+        # IR reductions are numeric; on bools max is "any" and min is "all", exact through u8.
+        y = _reduce_values(c, c.op("tensor.cast", x, to=DType.u8), ir_op, None, None)
+        return [c.op("tensor.cast", y, to=DType.bool)]
+    return [_reduce_values(c, x, ir_op, pre, post)]
+
+
+def _reduce_values(c: NodeCtx, x: Value, ir_op: str, pre: str | None, post: str | None) -> Value:
     axes = c.attr("axes") or (c.ints(1, "axes") if c.has(1) else [])
     if pre == "square":
         x = c.op("math.mul", x, x)
     elif pre is not None:
         x = c.op(pre, x)
     if not axes and c.attr("noop_with_empty_axes", 0):
-        return [x]
+        return x
     out = c.op(ir_op, x, axes=tuple(axes), keepdims=bool(c.attr("keepdims", 1)))
-    return [c.op(post, out) if post else out]
+    return c.op(post, out) if post else out
 
 
 @converts("ArgMax", "ArgMin")
@@ -379,22 +442,50 @@ def _conv(c: NodeCtx) -> list[Result]:
 @converts("MaxPool", "AveragePool")
 def _pool(c: NodeCtx) -> list[Result]:
     x = c.value(0)
-    rank = _spatial_rank(c, x)
     if c.output_used(1):
         c.unsupported("the indices output")
     kernel = list(c.attr("kernel_shape"))
-    kernel, strides, dil, pads = _as_2d(kernel, *_window(c, x, kernel))
-    if rank == 1:
-        x = _lift_1d(c, x)
-    attrs: dict[str, Any] = dict(kernel=tuple(kernel), strides=tuple(strides), pads=tuple(pads),
-                                 ceil_mode=bool(c.attr("ceil_mode", 0)))
-    if c.node.op_type == "MaxPool":
-        y = c.op("nn.max_pool2d", x, dilations=tuple(dil), **attrs)
-    else:
-        if any(d != 1 for d in dil):
-            c.unsupported("dilated average pooling")
-        y = c.op("nn.avg_pool2d", x, count_include_pad=bool(c.attr("count_include_pad", 0)), **attrs)
+    strides, dil, pads = _window(c, x, kernel)
+    if c.node.op_type == "AveragePool" and any(d != 1 for d in dil):
+        c.unsupported("dilated average pooling")
+    rank = x.type.rank - 2
+    if rank == 3:
+        return [_pool3d(c, x, kernel, strides, dil, pads)]
+    rank = _spatial_rank(c, x)
+    kernel, strides, dil, pads = _as_2d(kernel, strides, dil, pads)
+    y = _pool2d(c, _lift_1d(c, x) if rank == 1 else x, kernel, strides, dil, pads)
     return [c.op("tensor.squeeze", y, axes=(2,)) if rank == 1 else y]
+
+
+def _pool2d(c: NodeCtx, x: Value, kernel: list[int], strides: list[int], dil: list[int], pads: list[int]) -> Value:
+    attrs: dict[str, Any] = {"kernel": tuple(kernel), "strides": tuple(strides), "pads": tuple(pads),
+                                 "ceil_mode": bool(c.attr("ceil_mode", 0))}
+    if c.node.op_type == "MaxPool":
+        return c.op("nn.max_pool2d", x, dilations=tuple(dil), **attrs)
+    return c.op("nn.avg_pool2d", x, count_include_pad=bool(c.attr("count_include_pad", 0)), **attrs)
+
+
+def _pool3d(c: NodeCtx, x: Value, kernel: list[int], strides: list[int], dil: list[int], pads: list[int]) -> Value:
+    """A 3-d pool with one untouched spatial axis (kernel 1, stride 1, no pad) as a 2-d pool: that
+    axis joins the channels. torch exports LocalResponseNorm as such a pool with kernel (size, 1, 1)."""
+    flat = [i for i in range(3) if (kernel[i], strides[i], dil[i], pads[i], pads[3 + i]) == (1, 1, 1, 0, 0)]
+    if not flat:
+        c.unsupported(f"3-d pooling with kernel {kernel}")
+    t = flat[-1]
+    a, b = (i for i in range(3) if i != t)
+    perm = (0, 1, 2 + t, 2 + a, 2 + b)
+    xt = c.op("tensor.transpose", x, perm=perm)
+    _, ch, tdim, adim, bdim = xt.type.shape
+    if any(isinstance(d, str) for d in (adim, bdim)) or (isinstance(ch, str) and isinstance(tdim, str)):
+        c.unsupported(f"3-d pooling of {x.type} with symbolic spatial dims")
+    merged = c.op("tensor.reshape", xt, shape=(0, -1, adim, bdim))
+    y = _pool2d(c, merged, [kernel[a], kernel[b]], [strides[a], strides[b]], [dil[a], dil[b]],
+                [pads[a], pads[b], pads[3 + a], pads[3 + b]])
+    _, _, ya, yb = y.type.shape
+    split = c.op("tensor.reshape", y, shape=(0, -1 if isinstance(ch, str) else ch,
+                                             -1 if isinstance(tdim, str) else tdim, ya, yb))
+    inverse = tuple(perm.index(i) for i in range(5))
+    return c.op("tensor.transpose", split, perm=inverse)
 
 
 @converts("GlobalAveragePool", "GlobalMaxPool")
@@ -525,7 +616,22 @@ def _trilu(c: NodeCtx) -> list[Result]:
     return [c.op("tensor.trilu", c.value(0), upper=bool(c.attr("upper", 1)), k=k)]
 
 
-@converts("ConstantOfShape", "Range")
+@converts("ConstantOfShape")
+def _constant_of_shape(c: NodeCtx) -> list[Result]:
+    shape = c.known(0)
+    like = c.imp.shape_source(shape.dims) if isinstance(shape, SymShape) else None
+    if like is None:
+        return _needs_static(c)
+    value = c.attr("value")
+    fill = numpy_helper.to_array(value).reshape(()) if value is not None else np.zeros((), np.float32)
+    # The IR has no "fill to a run-time shape" op; a select between two equal scalars broadcast to
+    # the shape of the tensor the dims came from is exactly that (equal(x, x) only sets the shape).
+    mask = c.op("cmp.equal", like, like)
+    scalar = c.b.const(fill)
+    return [c.op("tensor.where", mask, scalar, scalar)]
+
+
+@converts("Range")
 def _needs_static(c: NodeCtx) -> list[Result]:
     symbols = sorted({s for x in c.ins if isinstance(x, SymShape) for s in x.symbols})
     if symbols:

@@ -9,8 +9,9 @@ a ``SymShape`` is a small integer vector (or scalar) whose entries are ints or s
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class SymShape:
         return [d for d in self.dims if isinstance(d, str)]
 
 
-Known = Union[np.ndarray, SymShape]
+Known = np.ndarray | SymShape
 """A value the importer knows at import time: concrete data or a symbolic shape vector."""
 
 

@@ -8,7 +8,8 @@ its FX graph is converted node by node (``aten_ops.py``). See ``torch_import.py`
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch.export import ExportedProgram

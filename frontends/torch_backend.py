@@ -8,6 +8,9 @@ pass when available, and returns a callable that runs the graph on torch tensors
 Parameters reach a dynamo graph as inputs, and stay graph inputs here (as in TorchInductor without
 ``freezing``), so weights updated in place after compiling are still seen.
 
+A graph dynamo made dynamic (sizes passed as ``SymInt`` inputs) is compiled once per concrete
+input signature as calls arrive (``ShapeSpecialized``).
+
 Nothing is dropped silently: a graph the backend cannot import, a call with tensors that need
 gradients, or tensors on another device run the original graph in torch, with a
 ``GraphoptFallbackWarning`` that says why.
@@ -17,7 +20,8 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,22 +62,58 @@ class CompiledGraph:
 
 def graphopt_backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any], **_: Any) -> Callable[..., Any]:
     """Compile one dynamo graph with graphopt, or fall back (loudly) to running it in torch."""
+    if any(isinstance(a, torch.SymInt) for a in example_inputs):
+        return ShapeSpecialized(gm)
+    return _compile_or_fall_back(gm, example_inputs)
+
+
+def compile_graph_module(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> CompiledGraph:
+    """Export ``gm`` on ``example_inputs``, import it as IR, canonicalize it; raises on failure."""
+    ep = export_module(gm, tuple(example_inputs))
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    names = [pretty_input_name(n.name) for n, a in zip(placeholders, example_inputs) if isinstance(a, torch.Tensor)]
+    graph = import_exported_program(ep, name="dynamo", input_names=names)
+    return CompiledGraph(gm, _canonicalize(graph), ep.call_spec.out_spec)
+
+
+class ShapeSpecialized:
+    """A dynamo graph with symbolic sizes, compiled once per concrete input signature as it is called.
+
+    Dynamo turns a graph dynamic after it sees a second input shape and then passes sizes as
+    ``SymInt`` inputs. graphopt compiles each signature it meets (sizes baked in) up to
+    ``MAX_SIGNATURES``; past that it runs the rest in torch, saying so once.
+    """
+
+    MAX_SIGNATURES = 8
+
+    def __init__(self, gm: torch.fx.GraphModule) -> None:
+        self.gm = gm
+        self.compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
+        self._warned_full = False
+
+    def __call__(self, *args: Any) -> Any:
+        """Run the graph compiled for these arguments' shapes (compiling it on first sight)."""
+        key = tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a in args)
+        fn = self.compiled.get(key)
+        if fn is None:
+            if len(self.compiled) >= self.MAX_SIGNATURES:
+                if not self._warned_full:
+                    _fallback_warning(f"more than {self.MAX_SIGNATURES} input shapes for one graph")
+                    self._warned_full = True
+                return self.gm(*args)
+            fn = self.compiled[key] = _compile_or_fall_back(self.gm, args)
+        return fn(*args)
+
+
+def _compile_or_fall_back(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Callable[..., Any]:
     reason = _unsupported_inputs(example_inputs)
     if reason is None:
         try:
             return compile_graph_module(gm, example_inputs)
-        except Exception as e:  # any failure to import must not break the user's model, only warn
+        except Exception as e:  # noqa: BLE001 -- any failure to compile must only warn, never break the model
             reason = f"{type(e).__name__}: {e}"
     _fallback_warning(f"cannot compile this graph ({reason})")
     return gm.forward
-
-
-def compile_graph_module(gm: torch.fx.GraphModule, example_inputs: Sequence[torch.Tensor]) -> CompiledGraph:
-    """Export ``gm`` on ``example_inputs``, import it as IR, canonicalize it; raises on failure."""
-    ep = export_module(gm, tuple(example_inputs))
-    names = [pretty_input_name(n.name) for n in gm.graph.nodes if n.op == "placeholder"]
-    graph = import_exported_program(ep, name="dynamo", input_names=names)
-    return CompiledGraph(gm, _canonicalize(graph), ep.call_spec.out_spec)
 
 
 def pretty_input_name(name: str) -> str:
@@ -86,10 +126,10 @@ def pretty_input_name(name: str) -> str:
 
 def _unsupported_inputs(example_inputs: Sequence[Any]) -> str | None:
     for i, a in enumerate(example_inputs):
-        if not isinstance(a, torch.Tensor):
-            return f"input {i} is a {type(a).__name__}: dynamic shapes reach the backend as symbolic ints"
-        if a.device.type != "cpu":
+        if isinstance(a, torch.Tensor) and a.device.type != "cpu":
             return f"input {i} is on {a.device}; graphopt's torch backend runs on CPU tensors"
+        if not isinstance(a, (torch.Tensor, int, float, bool)):
+            return f"input {i} is a {type(a).__name__}"
     return None
 
 
@@ -115,4 +155,4 @@ def _fallback_warning(reason: str) -> None:
     warnings.warn(f"graphopt: {reason}; running the graph in torch instead", GraphoptFallbackWarning, stacklevel=3)
 
 
-__all__ = ["CompiledGraph", "GraphoptFallbackWarning", "compile_graph_module", "graphopt_backend"]
+__all__ = ["CompiledGraph", "GraphoptFallbackWarning", "ShapeSpecialized", "compile_graph_module", "graphopt_backend"]

@@ -13,9 +13,12 @@ emitted where they are first used. A dynamic batch stays the symbol ``B``.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import re
-from typing import Any, Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,6 +28,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 from ..ir.graph import Graph, GraphBuilder, Value
 from ..ir.types import Dim, DType, TensorType
 from .errors import FrontendError, UnsupportedOpError
+from .torch_patterns import find_lrn
 
 Result = Any  # Value | tuple[Value | None, ...] | Python scalar | IR dim | None
 
@@ -67,11 +71,11 @@ def to_torch_dtype(dtype: DType) -> torch.dtype:
 
 
 def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
-    """A detached CPU copy of ``t`` as numpy (bfloat16 goes through float32, exactly)."""
+    """``t`` as a numpy array, sharing memory where it can (bfloat16 goes through float32, exactly)."""
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16:
         return t.float().numpy().astype(DType.bf16.numpy)
-    return t.numpy().copy()
+    return t.numpy()
 
 
 def sanitize(name: str) -> str:
@@ -102,17 +106,31 @@ def export_module(
     args = tuple(example_inputs)
     dynamic_shapes = None
     if dynamic_batch:
-        batch = torch.export.Dim("B")
-        dynamic_shapes = tuple({0: batch} if _has_batch(a) else None for a in args)
         args = tuple(torch.cat([a, a]) if _has_batch(a) and a.shape[0] == 1 else a for a in args)
+        # Keyed by tensor, so it fits any forward signature (*args included).
+        dynamic_shapes = torch.export.ShapesCollection()
+        batch = torch.export.Dim("B")
+        for a in args:
+            if _has_batch(a):
+                dynamic_shapes[a] = {0: batch}
     was_training = module.training
     module.eval()
     try:
-        return torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
+        with _quiet_torch_internals():
+            return torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
     except Exception as e:  # torch raises many types here; the user needs the message, with context
         raise FrontendError(f"torch.export failed for {type(module).__name__}: {e}") from e
     finally:
         module.train(was_training)
+
+
+@contextlib.contextmanager
+def _quiet_torch_internals() -> Iterator[None]:
+    # torch 2.13 deep-copies its own pytree specs and then warns about its own deprecated LeafSpec
+    # check, once per export and per decomposition: nothing a user can act on.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+        yield
 
 
 def _has_batch(a: Any) -> bool:
@@ -124,7 +142,8 @@ def import_exported_program(
 ) -> Graph:
     """Decompose ``ep`` to the ATen ops the converters know and walk it into an IR graph."""
     try:
-        ep = ep.run_decompositions(decomposition_table())
+        with _quiet_torch_internals():
+            ep = ep.run_decompositions(decomposition_table())
     except Exception as e:
         raise FrontendError(f"ATen decomposition of the exported program failed: {e}") from e
     return _Importer(ep, sanitize(name), input_names).run()
@@ -137,6 +156,18 @@ class ImportContext:
         self.b = builder
         self.symbols = symbols
         self.node: torch.fx.Node | None = None
+
+    @property
+    def target(self) -> str:
+        """The current node's ATen overload, e.g. ``aten.add.Tensor``."""
+        assert self.node is not None
+        return target_name(self.node.target)
+
+    @property
+    def meta_val(self) -> Any:
+        """What torch recorded for the current node's result (FakeTensor, tuple, SymInt …)."""
+        assert self.node is not None
+        return self.node.meta.get("val")
 
     # --- errors ----------------------------------------------------------------------------------
 
@@ -172,12 +203,13 @@ class ImportContext:
         """The IR type of a tensor recorded by torch (a FakeTensor in ``node.meta['val']``)."""
         if not isinstance(val, torch.Tensor):
             raise self.unsupported(f"expected a tensor result, torch recorded {type(val).__name__}")
+        if val.dtype not in _TORCH_TO_DTYPE:
+            raise self.unsupported(f"dtype {val.dtype} has no graphopt DType")
         return TensorType(self.shape(val.shape), to_dtype(val.dtype))
 
     def out_type(self, index: int | None = None) -> TensorType:
         """The IR type torch recorded for the current node's result (``index``-th of a tuple)."""
-        assert self.node is not None
-        val = self.node.meta["val"]
+        val = self.meta_val
         return self.meta_type(val if index is None else val[index])
 
     # --- emitting --------------------------------------------------------------------------------
@@ -229,8 +261,9 @@ class ImportContext:
                 spec.append(-1)
             else:
                 raise self.unsupported(f"reshape of {v.type} to {list(shape)} has two dims that are not known")
-        if 0 in spec and any(d == 0 for d in shape):
-            raise self.unsupported(f"reshape to {list(shape)} mixes empty and symbolic dims")
+        if any(d == 0 for d in shape):
+            # In the IR's reshape spec 0 means "copy the input dim", so an empty dim cannot be said.
+            raise self.unsupported(f"reshape of {v.type} to {list(shape)}, which has an empty dim")
         return self.op("tensor.reshape", v, shape=spec)
 
     def full(self, value: Any, out: TensorType, like: Value | None = None) -> Value:
@@ -283,9 +316,17 @@ class _Importer:
         from .aten_ops import CONVERTERS, IGNORED
 
         self._signature()
+        lrn = find_lrn(self.ep.graph)
+        folded = set().union(*(m.inner for m in lrn.values()))
         for node in self.ep.graph.nodes:
             self.ctx.node = node
-            if node.op in ("placeholder", "output"):
+            if node.op in ("placeholder", "output") or node in folded:
+                continue
+            if node in lrn:
+                m = lrn[node]
+                self.env[node] = self.ctx.op("nn.lrn", self.value_of(m.x), size=m.size, alpha=m.alpha,
+                                             beta=m.beta, bias=m.bias)
+                self._check(node, self.env[node])
                 continue
             if node.op != "call_function":
                 raise self.ctx.unsupported(f"FX node kind {node.op} is not supported")
@@ -312,13 +353,18 @@ class _Importer:
     def _signature(self) -> None:
         sig = self.ep.graph_signature
         placeholders = {n.name: n for n in self.ep.graph.nodes if n.op == "placeholder"}
-        user = [s for s in sig.input_specs if s.kind == InputKind.USER_INPUT]
-        names = self.input_names or [s.arg.name for s in user]
-        if len(names) != len(user):
-            raise FrontendError(f"{len(names)} input names given for {len(user)} inputs")
-        self._name_symbols([placeholders[s.arg.name] for s in user])
-        for spec, name in zip(user, names):
-            node = placeholders[spec.arg.name]
+        user = [placeholders[s.arg.name] for s in sig.input_specs if s.kind == InputKind.USER_INPUT]
+        # Numbers passed as inputs were specialized by torch.export: they are constants, not inputs.
+        for node in user:
+            val = node.meta.get("val")
+            if isinstance(val, (bool, int, float)):
+                self.env[node] = val
+        tensors = [n for n in user if n not in self.env]
+        names = self.input_names or [n.name for n in tensors]
+        if len(names) != len(tensors):
+            raise FrontendError(f"{len(names)} input names given for {len(tensors)} tensor inputs")
+        self._name_symbols(tensors)
+        for node, name in zip(tensors, names):
             self.ctx.node = node
             val = node.meta.get("val")
             if not isinstance(val, torch.Tensor):

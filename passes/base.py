@@ -12,8 +12,9 @@ import importlib
 import pkgutil
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Protocol, TypeVar, runtime_checkable
+from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
 from ..ir.graph import Graph
 
@@ -36,6 +37,7 @@ class PassContext:
     """State shared by the passes of one pipeline run: per-pass counters for reports and the CLI."""
 
     stats: dict[str, Counter[str]] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
 
     def record(self, pass_name: str, counts: Mapping[str, int]) -> None:
         """Add ``counts`` (e.g. how often each rewrite rule fired) to ``pass_name``'s counters."""
@@ -46,6 +48,27 @@ class PassContext:
         counts = self.stats.get(pass_name, Counter())
         items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return ", ".join(f"{k}={v}" for k, v in items)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One choice a pass made, kept so that reports and ``graphopt explain`` can say why.
+
+    ``subject`` names what was decided about (e.g. ``fuse %3 into @k0``), ``accepted`` the
+    outcome, ``reason`` the rule or prediction behind it; ``numbers`` holds any figures used
+    (predicted times in microseconds, sizes).
+    """
+
+    pass_name: str
+    subject: str
+    accepted: bool
+    reason: str
+    numbers: Mapping[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        """A plain dict for ``--json`` output."""
+        return {"pass": self.pass_name, "subject": self.subject, "accepted": self.accepted,
+                "reason": self.reason, "numbers": dict(self.numbers)}
 
 
 P = TypeVar("P", bound=type)
@@ -63,8 +86,9 @@ def register_pass(cls: P) -> P:
     if not callable(getattr(cls, "run", None)):
         raise TypeError(f"pass '{name}' ({cls.__name__}) has no run(graph, ctx) method")
     other = _REGISTRY.get(name)
-    if other is not None and other.__qualname__ != cls.__qualname__:
-        raise ValueError(f"pass name '{name}' is taken by {other.__qualname__}")
+    # The same class seen again (a module imported twice) may re-register; another class may not.
+    if other is not None and (other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"pass name '{name}' is taken by {other.__module__}.{other.__qualname__}")
     _REGISTRY[name] = cls
     return cls
 

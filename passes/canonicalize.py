@@ -1,19 +1,21 @@
 """``canonicalize``: constant folding, CSE, rewrite rules and DCE, repeated to a fixed point.
 
 One sweep visits the nodes in order and, for each one, (a) folds it into a constant if all its
-operands are constants, (b) applies the first rule of ``rules.py`` that matches, (c) reuses an
-earlier identical node or constant (CSE), else keeps it; then (d) drops nodes that no output
-needs. Sweeps repeat until nothing changes or ``max-iterations`` is reached. Graph inputs are never
-touched and graph outputs keep their names where the value they now return can carry it. Fused
-bodies are left as they are. What fired is counted in ``ctx.stats["canonicalize"]``.
+operands are constants, (b) applies the first rule of ``rules.py`` that matches (algebraic and
+layout identities, batch-norm folding), (c) reuses an earlier identical node or constant (CSE),
+else keeps it; then (d) drops nodes that no output needs. Sweeps repeat until nothing changes or
+``max-iterations`` is reached. Graph inputs are never touched and graph outputs keep their names
+where the value they now return can carry it. Fused bodies are left as they are. What fired is
+counted in ``ctx.stats["canonicalize"]``; a fold skipped for size is a ``Decision`` in ``ctx``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Hashable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -21,7 +23,7 @@ from ..ir.graph import CONST, FUSED, Graph, Node, Value, remap
 from ..ir.interpreter import run_node
 from ..ir.opdef import get_op
 from ..ir.types import TensorType
-from .base import PassContext, register_pass
+from .base import Decision, PassContext, register_pass
 from .patterns import Data, New, Rule, index_rules
 from .rules import FOLDS, IDENTITIES
 
@@ -34,10 +36,16 @@ class Canonicalize:
     name: ClassVar[str] = "canonicalize"
     fold_constants: bool = True
     cse: bool = True
-    identities: bool = True
-    fold_batch_norm: bool = True
+    identities: bool = True  # the IDENTITIES rules
+    fold_batch_norm: bool = True  # the FOLDS rules
     max_iterations: int = 10
     max_fold_size: int = 1_000_000  # elements; a fold may exceed it only if it does not grow the data
+
+    def __post_init__(self) -> None:
+        if self.max_iterations < 1:
+            raise ValueError(f"max-iterations must be at least 1, got {self.max_iterations}")
+        if self.max_fold_size < 0:
+            raise ValueError(f"max-fold-size must not be negative, got {self.max_fold_size}")
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         """The simplified graph; counts per rule, fold, CSE and DCE go to ``ctx``."""
@@ -45,16 +53,16 @@ class Canonicalize:
         rules = index_rules(*rule_sets)
         stats: Counter[str] = Counter()
         digests: dict[int, tuple[np.ndarray, bytes]] = {}
-        result = graph
-        for _ in range(max(self.max_iterations, 1)):
+        result, decisions = graph, []
+        for _ in range(self.max_iterations):
             stats["iterations"] += 1
             sweep = _Sweep(self, result, rules, stats, digests)
-            result = sweep.run()
+            result, decisions = sweep.run(), sweep.decisions  # the last sweep's describe the result
             if not sweep.changed:
                 break
-        result = _restore_output_names(graph, result)
         ctx.record(self.name, stats)
-        return result
+        ctx.decisions.extend(decisions)
+        return _restore_output_names(graph, result)
 
 
 class _Sweep:
@@ -75,6 +83,7 @@ class _Sweep:
         self.consts: dict[Hashable, Value] = {}
         self.exprs: dict[Hashable, Node] = {}
         self.changed = False
+        self.decisions: list[Decision] = []
         # Live use counts of the graph being built; rewrites move uses from a value to its replacement.
         self.uses: Counter[Value] = Counter(v for n in graph.nodes for v in n.inputs)
         self.uses.update(graph.outputs)
@@ -141,6 +150,7 @@ class _Sweep:
         return node.outputs
 
     def visit_const(self, node: Node) -> Value:
+        """Emit a constant, or return an earlier one with the same dtype, shape and data."""
         data = node.value
         if not self.opts.cse:
             self.emit(node)
@@ -165,6 +175,12 @@ class _Sweep:
         size_out = sum(v.type.numel() for v in node.outputs)
         if size_out > self.opts.max_fold_size and size_out > size_in:
             self.stats["fold-skipped-too-big"] += 1
+            self.decisions.append(Decision(
+                "canonicalize", f"fold {node.op} -> {', '.join(str(v.type) for v in node.outputs)}", False,
+                f"the constant would have {size_out} elements, made from {size_in} "
+                f"(max-fold-size={self.opts.max_fold_size})",
+                {"elements": float(size_out), "input_elements": float(size_in)},
+            ))
             return None
         arrays = run_node(node, [a.value for a in args if a is not None])
         self.note("fold")
@@ -190,6 +206,7 @@ class _Sweep:
         return self.build(rewrite)
 
     def build(self, item: Value | New | Data) -> Value:
+        """Emit the nodes of a rewrite tree (each simplified in turn) and return its value."""
         if isinstance(item, Value):
             return item
         if isinstance(item, Data):
@@ -203,6 +220,7 @@ class _Sweep:
         return self.visit(node)[0]
 
     def emit(self, node: Node) -> None:
+        """Keep ``node`` in the new graph."""
         self.nodes.append(node)
         for v in node.outputs:
             self.producers[v] = node
@@ -212,10 +230,12 @@ class _Sweep:
         self.uses.subtract(node.inputs)
 
     def note(self, what: str) -> None:
+        """Count a change."""
         self.stats[what] += 1
         self.changed = True
 
     def fresh_name(self, hint: str | None) -> str | None:
+        """``hint`` or ``hint_N``, unused by any value of the graph (None stays anonymous)."""
         if hint is None:
             return None
         name, i = hint, 0
@@ -226,10 +246,12 @@ class _Sweep:
         return name
 
     def digest(self, data: np.ndarray) -> bytes:
+        """A hash of a constant's bytes."""
         # Constants are read-only, so hashing each array once per pass run is enough.
         cached = self.digests.get(id(data))
         if cached is None or cached[0] is not data:
-            cached = (data, hashlib.blake2b(np.ascontiguousarray(data).view(np.uint8).reshape(-1), digest_size=16).digest())
+            raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+            cached = (data, hashlib.blake2b(raw, digest_size=16).digest())
             self.digests[id(data)] = cached
         return cached[1]
 

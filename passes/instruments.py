@@ -91,7 +91,6 @@ class DumpIR(Instrument):
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.files: list[Path] = []
-        self._width = 2
 
     def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
         """Create the folder and dump the input graph."""
@@ -104,7 +103,7 @@ class DumpIR(Instrument):
         self._dump(index, p.name, after)
 
     def _dump(self, index: int, label: str, graph: Graph) -> None:
-        path = self.directory / f"{index:0{self._width}d}-{label}.gir"
+        path = self.directory / f"{index:02d}-{label}.gir"
         save_ir(graph, path)
         self.files.append(path)
 

@@ -10,8 +10,9 @@ raised inside a pass comes out as ``PassError`` naming the pass, with the origin
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..ir.graph import Graph
 from .base import Pass, PassContext, PassError
@@ -30,7 +31,7 @@ class PassManager:
     ) -> None:
         self.passes: tuple[Pass, ...] = tuple(parse_pipeline(pipeline) if isinstance(pipeline, str) else pipeline)
         for p in self.passes:
-            if not isinstance(getattr(p, "name", None), str) or not callable(getattr(p, "run", None)):
+            if not isinstance(p, Pass) or not isinstance(p.name, str):
                 raise TypeError(f"{p!r} is not a pass (needs a 'name' and run(graph, ctx))")
         self.instruments: tuple[Instrument, ...] = ((VerifyInstrument(),) if verify else ()) + tuple(instruments)
 

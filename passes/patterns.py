@@ -18,12 +18,16 @@ result has the replaced value's exact type, so ``x + 0`` never drops a broadcast
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Protocol, Union
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..ir.graph import CONST, Node, Value
+from ..ir.types import DType
+
+_BF16 = DType.bf16.numpy  # ml_dtypes' bfloat16 has numpy kind 'V', yet compares like a float
 
 
 class Pat:
@@ -60,7 +64,7 @@ class Pat:
         return Op("math.neg", self)
 
 
-PatLike = Union[Pat, int, float]
+PatLike = Pat | int | float
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,10 +166,10 @@ class New:
         return f"New({self.op}, {len(self.inputs)} operands, {self.attrs})"
 
 
-Rewrite = Union[Value, New, None]
+Rewrite = Value | New | None
 
 
-class Graphview(Protocol):
+class GraphView(Protocol):
     """What matching needs to know about the graph being built."""
 
     def producer(self, value: Value) -> Node | None:
@@ -185,7 +189,7 @@ class Rule:
     pattern: Op
     rewrite: Var | Callable[[Match], Rewrite]
 
-    def apply(self, node: Node, view: Graphview) -> tuple[Rewrite, Match]:
+    def apply(self, node: Node, view: GraphView) -> tuple[Rewrite, Match]:
         """The rewrite for ``node`` (None if the pattern does not match or the rule declines)."""
         m = Match()
         if not _match_node(self.pattern, node, view, m):
@@ -205,7 +209,7 @@ def index_rules(*rule_sets: Iterable[Rule]) -> Mapping[str, tuple[Rule, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _match_node(p: Op, node: Node, view: Graphview, m: Match) -> bool:
+def _match_node(p: Op, node: Node, view: GraphView, m: Match) -> bool:
     if node.op not in p.ops or not p.required <= len(node.inputs) <= len(p.args):
         return False
     if p.where is not None and not p.where(node):
@@ -218,7 +222,7 @@ def _match_node(p: Op, node: Node, view: Graphview, m: Match) -> bool:
     return True
 
 
-def _match(p: Pat, v: Value, view: Graphview, m: Match) -> bool:
+def _match(p: Pat, v: Value, view: GraphView, m: Match) -> bool:
     if isinstance(p, Var):
         if p.name in m.values:
             return m.values[p.name] is v
@@ -234,7 +238,8 @@ def _match(p: Pat, v: Value, view: Graphview, m: Match) -> bool:
         return True
     if isinstance(p, Splat):
         data = node.value if node.op == CONST else None
-        return data is not None and data.size > 0 and data.dtype.kind in "iuf" and bool(np.all(data == p.number))
+        numeric = data is not None and (data.dtype.kind in "iuf" or data.dtype == _BF16)
+        return numeric and data.size > 0 and bool(np.all(data == p.number))
     if isinstance(p, Op):
         if p.one_use and view.use_count(v) != 1:
             return False

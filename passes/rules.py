@@ -20,6 +20,7 @@ w, b, k = Const("w"), Const("b"), Const("k")
 BN_PARAMS = (Const("scale"), Const("bias"), Const("mean"), Const("var"))
 RESHAPE_LIKE = ("tensor.reshape", "tensor.flatten", "tensor.squeeze", "tensor.unsqueeze")
 
+neg = partial(Op, "math.neg")
 relu = partial(Op, "nn.relu")
 identity = partial(Op, "tensor.identity")
 dropout = partial(Op, "nn.dropout")
@@ -69,13 +70,9 @@ def no_padding(n: Node) -> bool:
     return not any(n.attrs["pads"])
 
 
-def ones(attr: str) -> "partial[bool]":
-    """A test that the integer-list attribute ``attr`` is all ones (tile repeats)."""
-    return partial(_all_ones, attr)
-
-
-def _all_ones(attr: str, n: Node) -> bool:
-    return all(r == 1 for r in n.attrs[attr])
+def unit_repeats(n: Node) -> bool:
+    """A tile that repeats every axis once."""
+    return all(r == 1 for r in n.attrs["repeats"])
 
 
 def compose_transposes(m: Match) -> Rewrite:
@@ -100,7 +97,7 @@ IDENTITIES: tuple[Rule, ...] = (
     Rule("one-mul", 1 * x, x),                                            # 1 * x -> x
     Rule("div-one", x / 1, x),                                            # x / 1 -> x
     Rule("pow-one", x ** 1, x),                                           # x ** 1 -> x
-    Rule("neg-neg", -(-x), x),                                            # -(-x) -> x
+    Rule("neg-neg", neg(neg(x)), x),                                      # -(-x) -> x
     Rule("relu-relu", relu(relu(x, name="inner")), lambda m: m.inner.output),  # relu(relu(x)) -> relu(x)
     Rule("identity", identity(x), x),                                     # identity(x) -> x
     Rule("dropout", dropout(x), x),                                       # dropout(x) -> x (inference)
@@ -112,11 +109,10 @@ IDENTITIES: tuple[Rule, ...] = (
     Rule("unsqueeze-squeeze", unsqueeze(squeeze(x)), x),                  # unsqueeze(squeeze(x, a), a) -> x
     Rule("slice-all", slice_(x, where=whole_slice), x),                   # x[0:n:1] -> x
     Rule("pad-zero", pad(x, where=no_padding), x),                        # pad(x, 0) -> x
-    Rule("tile-one", tile(x, where=ones("repeats")), x),                  # tile(x, [1,..]) -> x
+    Rule("tile-one", tile(x, where=unit_repeats), x),                     # tile(x, [1,..]) -> x
     Rule("transpose-id", transpose(x, where=identity_perm), x),           # transpose(x, [0,1,..]) -> x
-    Rule("transpose-transpose",                                           # transpose(transpose(x, p), q)
-         transpose(transpose(x, name="inner"), name="outer"), compose_transposes),  # -> transpose(x, p[q])
-    Rule("reshape-reshape", reshape(Op(RESHAPE_LIKE, x), name="outer"), reshape_once),  # reshape(reshape(x)) -> reshape(x)
+    Rule("transpose-transpose", transpose(transpose(x, name="inner"), name="outer"), compose_transposes),  # t(t(x,p),q) -> t(x,p[q])
+    Rule("reshape-reshape", reshape(Op(RESHAPE_LIKE, x), name="outer"), reshape_once),    # reshape(reshape(x)) -> reshape(x)
 )
 
 
@@ -229,16 +225,16 @@ def fold_conv_shift(m: Match) -> Rewrite:
 
 
 _conv = conv(x, w, Opt(b), name="conv", one_use=True)
+_gemm = gemm(x, w, Opt(b), name="gemm", one_use=True)
+_matmul_2d = matmul(x, w, name="mm", one_use=True, where=lambda n: n.output.type.rank == 2)
 
 FOLDS: tuple[Rule, ...] = (
-    Rule("conv-bn", batch_norm(_conv, *BN_PARAMS, name="bn"), fold_conv_bn),  # bn(conv(x,w,b)) -> conv(x, w*s, b*s+t)
-    Rule("gemm-bn", batch_norm(gemm(x, w, Opt(b), name="gemm", one_use=True), *BN_PARAMS, name="bn"),
-         fold_gemm_bn),                                                       # bn(gemm(x,w,c)) -> gemm(x, w*s, c*s+t)
-    Rule("matmul-bn", batch_norm(matmul(x, w, name="mm", one_use=True, where=lambda n: n.output.type.rank == 2),
-                                 *BN_PARAMS, name="bn"), fold_matmul_bn),     # bn(x @ w) -> x @ (w*s) + t
-    Rule("bn-affine", batch_norm(x, *BN_PARAMS, name="bn"), bn_to_affine),    # bn(x) -> x * s + t
-    Rule("conv-mul", _conv * k, fold_conv_scale),                             # conv(x,w,b) * k -> conv(x, w*k, b*k)
-    Rule("mul-conv", k * _conv, fold_conv_scale),                             # k * conv(x,w,b) -> conv(x, w*k, b*k)
-    Rule("conv-add", _conv + k, fold_conv_shift),                             # conv(x,w,b) + k -> conv(x, w, b+k)
-    Rule("add-conv", k + _conv, fold_conv_shift),                             # k + conv(x,w,b) -> conv(x, w, b+k)
+    Rule("conv-bn", batch_norm(_conv, *BN_PARAMS, name="bn"), fold_conv_bn),           # bn(conv(x,w,b)) -> conv(x, w*s, b*s+t)
+    Rule("gemm-bn", batch_norm(_gemm, *BN_PARAMS, name="bn"), fold_gemm_bn),           # bn(gemm(x,w,c)) -> gemm(x, w*s, c*s+t)
+    Rule("matmul-bn", batch_norm(_matmul_2d, *BN_PARAMS, name="bn"), fold_matmul_bn),  # bn(x @ w) -> x @ (w*s) + t
+    Rule("bn-affine", batch_norm(x, *BN_PARAMS, name="bn"), bn_to_affine),             # bn(x) -> x * s + t
+    Rule("conv-mul", _conv * k, fold_conv_scale),                                      # conv(x,w,b) * k -> conv(x, w*k, b*k)
+    Rule("mul-conv", k * _conv, fold_conv_scale),                                      # k * conv(x,w,b) -> conv(x, w*k, b*k)
+    Rule("conv-add", _conv + k, fold_conv_shift),                                      # conv(x,w,b) + k -> conv(x, w, b+k)
+    Rule("add-conv", k + _conv, fold_conv_shift),                                      # k + conv(x,w,b) -> conv(x, w, b+k)
 )

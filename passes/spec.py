@@ -12,11 +12,12 @@ import dataclasses
 import difflib
 import re
 import types
-from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .base import Pass, PassSpecError, registered_passes
 
-_ITEM = re.compile(r"^([A-Za-z0-9_.-]+)\s*(?:\{(.*)\})?$", re.S)
+_ITEM = re.compile(r"^([A-Za-z0-9_.-]+)\s*(?:\{(.*)\})?$", re.DOTALL)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -36,7 +37,12 @@ def parse_pipeline(spec: str, registry: Mapping[str, type] | None = None) -> lis
         cls = known.get(name)
         if cls is None:
             raise PassSpecError(f"unknown pass '{name}'{_suggest(name, known)} (known passes: {', '.join(known)})")
-        passes.append(cls(**_options(cls, name, body or "")))
+        try:
+            passes.append(cls(**_options(cls, name, body or "")))
+        except (TypeError, ValueError) as e:
+            if isinstance(e, PassSpecError):
+                raise
+            raise PassSpecError(f"pass '{name}': {e}") from None
     return passes
 
 
@@ -162,12 +168,17 @@ def _format(value: Any) -> str:
 
 
 def _split(text: str, seps: str, whole: str) -> list[str]:
-    """Split ``text`` at any of ``seps`` that is outside braces and brackets."""
+    """Split ``text`` at any of ``seps`` that is outside braces, brackets and quotes."""
     parts, start = [], 0
     closing = {"}": "{", "]": "["}
     stack: list[str] = []
+    quote = ""
     for i, c in enumerate(text):
-        if c in "{[":
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "\"'":
+            quote = c
+        elif c in "{[":
             stack.append(c)
         elif c in closing:
             if not stack or stack.pop() != closing[c]:
@@ -175,8 +186,8 @@ def _split(text: str, seps: str, whole: str) -> list[str]:
         elif c in seps and not stack:
             parts.append(text[start:i])
             start = i + 1
-    if stack:
-        raise PassSpecError(f"unclosed '{stack[-1]}' in pipeline spec '{whole}'")
+    if stack or quote:
+        raise PassSpecError(f"unclosed '{quote or stack[-1]}' in pipeline spec '{whole}'")
     parts.append(text[start:])
     return parts
 

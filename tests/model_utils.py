@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnx
@@ -89,8 +89,8 @@ def to_numpy(inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
 
 
 def torch_outputs(module: nn.Module, inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
-    """Run ``module`` eagerly without gradients; the outputs as a list of numpy arrays."""
+    """Run ``module`` eagerly without gradients; its (flattened) outputs as a list of numpy arrays."""
     with torch.no_grad():
         out = module(*inputs)
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    return [o.detach().cpu().numpy() for o in outs]
+    # Nested outputs (tuples, named tuples such as torch.max's) flatten in order, as export does.
+    return [o.detach().cpu().numpy() for o in torch.utils._pytree.tree_leaves(out)]

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from graphopt.ir.graph import Graph
 from graphopt.ir.interpreter import run_graph
 from graphopt.ir.parser import parse_ir

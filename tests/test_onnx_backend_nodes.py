@@ -25,7 +25,7 @@ from graphopt.ir.parser import parse_ir
 from graphopt.ir.printer import print_graph_with_constants
 from graphopt.ir.verify import verify
 
-PASS_FLOOR = 700
+PASS_FLOOR = 850
 """Measured passes minus a small margin: a change that breaks imported ops drops below it."""
 
 def _tolerance(dtype: np.dtype) -> tuple[float, float]:
@@ -112,7 +112,7 @@ def _run_case(case: object, summary: Summary) -> None:
     except UnsupportedOpError as e:
         summary.unsupported[e.message] += 1
         return
-    except Exception as e:  # noqa: BLE001 - every other error is a failure of this case
+    except Exception as e:  # noqa: BLE001 - any other error fails this case, not the whole run
         summary.failed[name] = f"import: {type(e).__name__}: {e}"
         return
     try:
@@ -122,7 +122,7 @@ def _run_case(case: object, summary: Summary) -> None:
             summary.failed[name] = "text round trip changed the graph"
             return
         problem = _compare(run_graph(graph, inputs), [_array(x) for x in raw_outputs])
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - as above
         problem = f"{type(e).__name__}: {e}"
     if problem is None:
         summary.passed.append(name)
@@ -160,6 +160,7 @@ def test_backend_node_cases(backend_summary: Summary) -> None:
 @pytest.mark.slow
 def test_backend_core_ops_pass(backend_summary: Summary) -> None:
     """The cases of the ops every CNN and transformer needs all pass (none fails or is skipped)."""
+    s = backend_summary
     core = ["test_conv_with_strides_padding", "test_relu", "test_gemm_default_no_bias", "test_matmul_2d",
             "test_softmax_axis_1", "test_maxpool_2d_pads", "test_averagepool_2d_same_upper",
             "test_batchnorm_example", "test_layer_normalization_2d_axis0", "test_reshape_reordered_all_dims",

@@ -1,0 +1,206 @@
+"""``fuse``: partition the graph into kernels, each a ``fused`` node.
+
+Legality comes from each op's fusion kind (as in TVM's OpPatternKind):
+
+* a kernel has at most one *anchor*: an out-fusable op (conv, matmul, gemm, pool) or a reduction,
+  and the anchor comes first unless only elementwise/injective ops precede a reduction;
+* elementwise and broadcast ops fuse after anything (epilogues: bias, activation, residual add);
+* injective ops (reshape, transpose, slice …) fuse only into kernels without an anchor;
+* opaque ops and multi-result ops stay alone;
+* a value may be folded into a kernel only if the kernel's next op is its sole reader and it is
+  not a graph output (so kernels have one result and no value is computed twice).
+
+Whether a *legal* merge is taken is asked of a ``FusionPolicy``; ``RulePolicy`` (the first
+version) takes every legal merge, and the cost model plugs in through the same interface. Every
+accepted and rejected candidate is recorded as a ``Decision`` with its reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Mapping, Protocol
+
+from ..ir.graph import CONST, Graph, GraphBuilder, Node, Value
+from ..ir.opdef import FusionKind, get_op
+from .base import Decision, PassContext, register_pass
+
+SMALL_CONST = 1  # scalar constants are copied into kernel bodies; bigger ones stay operands (weights)
+
+
+@dataclass
+class Group:
+    """A kernel being grown: its member nodes in order."""
+
+    members: list[Node] = field(default_factory=list)
+
+    @property
+    def output(self) -> Value:
+        """The value the kernel returns: its last member's result."""
+        return self.members[-1].outputs[0]
+
+    @property
+    def anchor(self) -> Node | None:
+        """The out-fusable or reduction member, if any."""
+        for n in self.members:
+            if _kind(n) in (FusionKind.OUT_FUSABLE, FusionKind.REDUCTION):
+                return n
+        return None
+
+    def describe(self) -> str:
+        """``nn.conv2d+math.add+nn.relu``."""
+        return "+".join(n.op for n in self.members)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A proposed merge: append ``node`` to the kernel ``group``."""
+
+    group: Group
+    node: Node
+
+
+class FusionPolicy(Protocol):
+    """Decides whether a legal merge is taken; returns (accept, reason, numbers)."""
+
+    def decide(self, candidate: Candidate) -> tuple[bool, str, Mapping[str, float]]:
+        """Accept or reject ``candidate``, saying why (with predicted times when it has them)."""
+        ...
+
+
+class RulePolicy:
+    """The first version's rule: every legal merge is taken (it saves a round trip to memory)."""
+
+    def decide(self, candidate: Candidate) -> tuple[bool, str, Mapping[str, float]]:
+        """Accept every legal candidate."""
+        return True, "rule: a legal merge saves writing and re-reading the intermediate", {}
+
+
+def _kind(node: Node) -> FusionKind:
+    return get_op(node.op).fusion if node.op != CONST else FusionKind.OPAQUE
+
+
+def illegal_reason(group: Group, node: Node, users: Mapping[Value, list[Node]], outputs: set[Value],
+                   max_size: int) -> str | None:
+    """Why ``node`` cannot join ``group`` (None when it legally can)."""
+    last = group.members[-1]
+    if len(last.outputs) != 1:
+        return f"{last.op} has {len(last.outputs)} results"
+    out = group.output
+    readers = users.get(out, [])
+    if out in outputs:
+        return "the kernel's result is a graph output"
+    if len(readers) != 1:
+        return f"the kernel's result has {len(readers)} readers"
+    if len(node.outputs) != 1:
+        return f"{node.op} has {len(node.outputs)} results"
+    if len(group.members) >= max_size:
+        return f"the kernel already has {max_size} ops (max-size)"
+    kind = _kind(node)
+    if kind in (FusionKind.ELEMENTWISE, FusionKind.BROADCAST):
+        return None
+    if kind == FusionKind.OPAQUE:
+        return f"{node.op} is opaque"
+    if kind == FusionKind.OUT_FUSABLE:
+        return f"{node.op} is an anchor op; its inputs are not fused into it"
+    anchor = group.anchor
+    if anchor is not None:
+        return f"{node.op} ({kind.name.lower()}) cannot follow {anchor.op} in one kernel"
+    return None  # injective or reduction after elementwise/injective ops only
+
+
+@register_pass
+@dataclass(frozen=True)
+class Fuse:
+    """Group nodes into kernels by fusion kind; record each candidate merge and why."""
+
+    name: ClassVar[str] = "fuse"
+    max_size: int = 16
+    policy: ClassVar[FusionPolicy] = RulePolicy()
+
+    def run(self, graph: Graph, ctx: PassContext) -> Graph:
+        """Return the graph with every multi-op kernel wrapped in a ``fused`` node."""
+        users = graph.users()
+        outputs = set(graph.outputs)
+        group_of: dict[Value, Group] = {}
+        groups: list[Group] = []
+        accepted = rejected = 0
+        for node in graph.nodes:
+            if node.op == CONST:
+                continue
+            chosen = None
+            for v in node.inputs:
+                group = group_of.get(v)
+                if group is None or group is chosen:
+                    continue
+                subject = f"{node.op} into kernel {group.describe()}"
+                reason = illegal_reason(group, node, users, outputs, self.max_size)
+                if reason is not None:
+                    ctx.decisions.append(Decision(self.name, subject, False, "illegal: " + reason))
+                    rejected += 1
+                    continue
+                ok, why, numbers = self.policy.decide(Candidate(group, node))
+                ctx.decisions.append(Decision(self.name, subject, ok, why, numbers))
+                if ok:
+                    chosen = group
+                    accepted += 1
+                    break
+                rejected += 1
+            if chosen is None:
+                chosen = Group()
+                groups.append(chosen)
+            chosen.members.append(node)
+            for v in node.outputs:
+                group_of[v] = chosen
+        ctx.record(self.name, {"kernels": sum(len(g.members) > 1 for g in groups), "merged": accepted,
+                               "rejected": rejected})
+        return _emit(graph, groups)
+
+
+def _emit(graph: Graph, groups: list[Group]) -> Graph:
+    last_of = {id(g.members[-1]): g for g in groups}
+    member_ids = {id(n) for g in groups for n in g.members}
+    consts = {n.output: n for n in graph.nodes if n.op == CONST}
+    b = GraphBuilder(graph.name)
+    for v in graph.inputs:
+        b.add_input(v)
+    kernel_id = 0
+    emitted: list[Node] = []
+    for node in graph.nodes:
+        if node.op == CONST:
+            emitted.append(node)
+        elif id(node) not in member_ids or id(node) in last_of and len(last_of[id(node)].members) == 1:
+            emitted.append(node)
+        elif id(node) in last_of:
+            emitted.append(_kernel(last_of[id(node)], f"k{kernel_id}", consts))
+            kernel_id += 1
+    # Small constants were copied into kernel bodies; drop the outer ones nobody reads any more.
+    read = {v for n in emitted for v in n.inputs} | set(graph.outputs)
+    for node in emitted:
+        if node.op != CONST or node.output in read:
+            b.add(node)
+    return b.build(graph.outputs)
+
+
+def _kernel(group: Group, kernel_name: str, consts: Mapping[Value, Node]) -> Node:
+    inside = {v for n in group.members for v in n.outputs}
+    body = GraphBuilder(kernel_name)
+    mapping: dict[Value, Value] = {}
+    operands: list[Value] = []
+    for node in group.members:
+        for v in node.inputs:
+            if v in inside or v in mapping:
+                continue
+            const = consts.get(v)
+            if const is not None and const.value.size <= SMALL_CONST:
+                # Unnamed: the same scalar may be copied into many kernels, and names are graph-wide.
+                mapping[v] = body.add(Node(CONST, (), (Value(v.type),), const.attrs)).output
+            else:
+                mapping[v] = body.add_input(Value(v.type, v.name))
+                operands.append(v)
+    for node in group.members:
+        outs = tuple(Value(v.type) for v in node.outputs)
+        mapping.update(zip(node.outputs, outs))
+        body.add(Node(node.op, tuple(mapping[v] for v in node.inputs), outs, node.attrs, node.annotations))
+    sub = body.build([mapping[group.output]])
+    # The kernel returns the original result value, so later readers need no remapping.
+    return Node("fused", tuple(operands), (group.output,), {}, {}, sub, kernel_name)
