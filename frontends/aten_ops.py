@@ -76,11 +76,6 @@ def _dropout(ctx: ImportContext, a: Args) -> Any:
     return (x, None) if "native" in ctx.target else x
 
 
-@converts("aten.sym_size.int")
-def _sym_size(ctx: ImportContext, a: Args) -> Any:
-    return ctx.dim(ctx.meta_val)
-
-
 @converts("aten._to_copy.default", "aten.to.dtype", "aten.to.dtype_layout", "aten._to_dim_order_copy.default")
 def _to(ctx: ImportContext, a: Args) -> Any:
     return ctx.cast(a["self"], ctx.out_type().dtype)
@@ -225,10 +220,9 @@ def _binary(ir_op: str, reverse: bool = False) -> Converter:
 
 
 for _name, _ir in _ARITH.items():
-    for _overload in ("Tensor", "Scalar", "default", "Tensor_Scalar", "Tensor_Tensor"):
-        _full_name = f"aten.{_name}.{_overload}"
-        if hasattr(torch.ops.aten, _name) and _overload in getattr(torch.ops.aten, _name).overloads():
-            converts(_full_name)(_binary(_ir))
+    _overloads = getattr(torch.ops.aten, _name).overloads()
+    converts(*(f"aten.{_name}.{o}" for o in ("Tensor", "Scalar", "default", "Tensor_Scalar", "Tensor_Tensor")
+               if o in _overloads))(_binary(_ir))
 converts("aten.rsub.Scalar", "aten.rsub.Tensor")(_binary("math.sub", reverse=True))
 
 

@@ -284,6 +284,11 @@ def _dummy(x: Any) -> Any:
     return x
 
 
+def _is_number(val: Any) -> bool:
+    # sym_size, add.default on SymInts …: shape arithmetic that folds instead of becoming IR.
+    return isinstance(val, (bool, int, float, torch.SymInt, torch.SymFloat, torch.SymBool))
+
+
 def target_name(target: Any) -> str:
     """``aten.add.Tensor`` for an OpOverload, the qualified name for other callables."""
     if isinstance(target, torch._ops.OpOverload):
@@ -336,7 +341,7 @@ class _Importer:
             if node.target is operator.getitem:
                 self.env[node] = self._getitem(node)
                 continue
-            if not isinstance(node.target, torch._ops.OpOverload):
+            if not isinstance(node.target, torch._ops.OpOverload) or _is_number(node.meta.get("val")):
                 self.env[node] = self._scalar(node)
                 continue
             conv = CONVERTERS.get(key)
@@ -441,15 +446,15 @@ class _Importer:
         return item
 
     def _scalar(self, node: torch.fx.Node) -> Result:
-        # Shape arithmetic (operator.mul on SymInts, math.floor …) folds to the value torch recorded.
+        # Shape arithmetic (sym_size, operator.mul on SymInts …) folds to the value torch recorded.
         val = node.meta.get("val")
+        if isinstance(val, (bool, float)):
+            return val
         if isinstance(val, (torch.SymInt, int)):
             try:
                 return self.ctx.dim(val)
             except UnsupportedOpError:
                 return val  # an expression: usable only where nothing needs it as a dim
-        if isinstance(val, (float, bool)):
-            return val
         raise self.ctx.unsupported(f"no IR mapping for {target_name(node.target)}")
 
     # --- checks and outputs ----------------------------------------------------------------------

@@ -178,19 +178,6 @@ def fold_matmul_bn(m: Match) -> Rewrite:
                Data(t.astype(m.w.dtype), _named(m, "w", "bn_bias")))
 
 
-def bn_to_affine(m: Match) -> Rewrite:
-    """bn(x) -> x * s + t with s, t shaped [C,1,..] to broadcast along the channel axis."""
-    st = _bn_affine(m)
-    rank = m.x.type.rank
-    if st is None or rank < 2 or not m.x.type.dtype.is_float:
-        return None
-    dt = m.x.type.dtype.numpy
-    shape = st[0].shape + (1,) * (rank - 2)
-    s, t = (a.reshape(shape).astype(dt) for a in st)
-    return New("math.add", New("math.mul", m.x, Data(s, _named(m, "scale", "affine"))),
-               Data(t, _named(m, "bias", "affine")))
-
-
 def _per_channel(k: np.ndarray, channels: int) -> np.ndarray | None:
     """``k`` as a vector of ``channels`` if it broadcasts over NCHW along the channel axis only."""
     if k.ndim > 4 or k.dtype.kind != "f":
@@ -232,7 +219,6 @@ FOLDS: tuple[Rule, ...] = (
     Rule("conv-bn", batch_norm(_conv, *BN_PARAMS, name="bn"), fold_conv_bn),           # bn(conv(x,w,b)) -> conv(x, w*s, b*s+t)
     Rule("gemm-bn", batch_norm(_gemm, *BN_PARAMS, name="bn"), fold_gemm_bn),           # bn(gemm(x,w,c)) -> gemm(x, w*s, c*s+t)
     Rule("matmul-bn", batch_norm(_matmul_2d, *BN_PARAMS, name="bn"), fold_matmul_bn),  # bn(x @ w) -> x @ (w*s) + t
-    Rule("bn-affine", batch_norm(x, *BN_PARAMS, name="bn"), bn_to_affine),             # bn(x) -> x * s + t
     Rule("conv-mul", _conv * k, fold_conv_scale),                                      # conv(x,w,b) * k -> conv(x, w*k, b*k)
     Rule("mul-conv", k * _conv, fold_conv_scale),                                      # k * conv(x,w,b) -> conv(x, w*k, b*k)
     Rule("conv-add", _conv + k, fold_conv_shift),                                      # conv(x,w,b) + k -> conv(x, w, b+k)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -20,6 +21,7 @@ from onnx import numpy_helper
 
 from graphopt.frontends.errors import UnsupportedOpError
 from graphopt.frontends.onnx import import_onnx
+from graphopt.ir.graph import Graph
 from graphopt.ir.interpreter import run_graph
 from graphopt.ir.parser import parse_ir
 from graphopt.ir.printer import print_graph_with_constants
@@ -27,6 +29,7 @@ from graphopt.ir.verify import verify
 
 PASS_FLOOR = 850
 """Measured passes minus a small margin: a change that breaks imported ops drops below it."""
+
 
 def _tolerance(dtype: np.dtype) -> tuple[float, float]:
     # Low-precision expectations are computed in float32 and rounded once; the interpreter rounds
@@ -77,7 +80,8 @@ def _freeze_operands(model: onnx.ModelProto, inputs: list[np.ndarray]) -> tuple[
     return frozen, rest
 
 
-def _import(model: onnx.ModelProto, inputs: list[np.ndarray]) -> tuple[object, list[np.ndarray]]:
+def _import(model: onnx.ModelProto, inputs: list[np.ndarray]) -> tuple[Graph, list[np.ndarray]]:
+    """Import a case's model; when an op needs an operand at import time, freeze those inputs."""
     try:
         return import_onnx(model), inputs
     except UnsupportedOpError as e:
@@ -103,12 +107,13 @@ def _compare(got: list[np.ndarray], want: list[np.ndarray]) -> str | None:
     return None
 
 
-def _run_case(case: object, summary: Summary) -> None:
-    name = case.name  # type: ignore[attr-defined]
-    raw_inputs, raw_outputs = case.data_sets[0]  # type: ignore[attr-defined]
+def _run_case(case: Any, summary: Summary) -> None:
+    """Import, check and run one ``onnx.backend.test.case.test_case.TestCase``; record the outcome."""
+    name = case.name
+    raw_inputs, raw_outputs = case.data_sets[0]
     inputs = [_array(x) for x in raw_inputs]
     try:
-        graph, inputs = _import(case.model, inputs)  # type: ignore[attr-defined]
+        graph, inputs = _import(case.model, inputs)
     except UnsupportedOpError as e:
         summary.unsupported[e.message] += 1
         return
@@ -164,7 +169,8 @@ def test_backend_core_ops_pass(backend_summary: Summary) -> None:
     core = ["test_conv_with_strides_padding", "test_relu", "test_gemm_default_no_bias", "test_matmul_2d",
             "test_softmax_axis_1", "test_maxpool_2d_pads", "test_averagepool_2d_same_upper",
             "test_batchnorm_example", "test_layer_normalization_2d_axis0", "test_reshape_reordered_all_dims",
-            "test_transpose_default", "test_concat_2d_axis_0", "test_gather_0", "test_slice", "test_split_equal_parts_1d_opset18",
+            "test_transpose_default", "test_concat_2d_axis_0", "test_gather_0", "test_slice",
+            "test_split_equal_parts_1d_opset18",
             "test_gelu_tanh_1", "test_reduce_mean_default_axes_keepdims_example", "test_where_example"]
     missing = [name for name in core if name not in s.passed]
     details = "\n".join(f"  {n}: {s.failed.get(n, 'not passed (unsupported or absent)')}" for n in missing)

@@ -97,7 +97,8 @@ OP_CASES: list[tuple[str, list[np.ndarray], dict[str, Any]]] = [
     ("nn.softmax", [X], {"axis": 1}), ("nn.log_softmax", [X], {}),
     ("reduce.sum", [X], {"axes": (1, 3), "keepdims": False}), ("reduce.mean", [X], {}),
     ("reduce.max", [X], {"axes": (-1,)}), ("reduce.min", [X], {"axes": (0,)}), ("reduce.prod", [M], {"axes": (1,)}),
-    ("reduce.argmax", [X], {"axis": 2, "keepdims": False}), ("reduce.argmin", [X], {"axis": 1, "select_last_index": True}),
+    ("reduce.argmax", [X], {"axis": 2, "keepdims": False}),
+    ("reduce.argmin", [X], {"axis": 1, "select_last_index": True}),
     ("nn.matmul", [f32(2, 3, 4), f32(4, 5)], {}),
     ("nn.gemm", [f32(4, 3), f32(5, 4), f32(5)], {"alpha": 0.5, "beta": 2.0, "trans_a": True, "trans_b": True}),
     ("nn.gemm", [f32(3, 4), f32(4, 5)], {}),
@@ -119,7 +120,8 @@ OP_CASES: list[tuple[str, list[np.ndarray], dict[str, Any]]] = [
     ("tensor.pad", [X], {"pads": (0, 0, 1, 2, 0, 0, 2, 1), "value": 1.5}),
     ("tensor.pad", [X], {"pads": (0, 0, 1, 2, 0, 0, 2, 1), "mode": "reflect"}),
     ("tensor.pad", [X], {"pads": (0, 1, 0, 0, 0, 1, 0, 0), "mode": "edge"}),
-    ("tensor.tile", [M], {"repeats": (2, 3)}), ("tensor.trilu", [M], {}), ("tensor.trilu", [M], {"upper": False, "k": 1}),
+    ("tensor.tile", [M], {"repeats": (2, 3)}),
+    ("tensor.trilu", [M], {}), ("tensor.trilu", [M], {"upper": False, "k": 1}),
 ]
 
 

@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 
 from graphopt.frontends.errors import FrontendError, UnsupportedOpError
 from graphopt.frontends.onnx import import_onnx
+from graphopt.frontends.onnx_shapes import SymShape, expand_target, fold_symbolic, reshape_target
 from graphopt.ir.graph import Graph
 from graphopt.ir.interpreter import run_graph
 from graphopt.ir.parser import parse_ir
@@ -406,6 +407,26 @@ def test_symbolic_dims_in_reshape_targets_and_expand() -> None:
         assert_close(run_graph(g, [x]), ort_run(model, {"x": x}))
 
 
+def test_symbolic_shape_arithmetic() -> None:
+    shape = SymShape(("N", 3, "S"))
+    n = fold_symbolic("Gather", [shape, np.array(0)], {})
+    assert n == [SymShape(("N",), scalar=True)]
+    (prod,) = fold_symbolic("Mul", [n[0], np.array(4)], {}) or []
+    assert prod == SymShape(("(N*4)",), scalar=True)
+    (same,) = fold_symbolic("Mul", [n[0], np.array(1)], {}) or []
+    assert same == n[0]  # x*1 keeps the symbol itself, so reshape targets can still match it
+    (is_infer,) = fold_symbolic("Equal", [shape, np.array(-1)], {}) or []
+    assert is_infer.tolist() == [False, False, False]
+    assert fold_symbolic("Equal", [shape, np.array(3)], {}) is None  # N == 3 is unknown
+    (cat,) = fold_symbolic("Concat", [np.array([2]), shape], {"axis": 0}) or []
+    assert cat == SymShape((2, "N", 3, "S"))
+    assert reshape_target(("N", "S", 8), ["N", "S", 2, 4]) == [0, 0, 2, 4]
+    assert reshape_target(("N", "S", 8), ["(N*S)", 8]) == [-1, 8]
+    assert reshape_target(("N", "S", 8), ["S", "N", 8]) is None  # two dims would need inferring
+    assert expand_target(("N", 1, 4), ["N", 3, 4]) == [1, 3, 4]
+    assert expand_target((1, 4), ["N", 4]) is None  # a 1 growing to a run-time size
+
+
 def test_dynamic_batch_option() -> None:
     model = make_model([node("Relu", ["x"], ["y"])], {"x": (TP.FLOAT, [1, 5])}, ["y"])
     assert checked_graph(model).inputs[0].type.shape == (1, 5)
@@ -499,6 +520,14 @@ def test_runtime_shape_arithmetic_is_reported() -> None:
              node("Range", ["zero", "n", "one"], ["y"], name="arange")]
     model = make_model(nodes, {"x": (TP.FLOAT, ["N"])}, ["y"], inits)
     with pytest.raises(UnsupportedOpError, match="node 'arange' \\(op Range\\).*symbolic dims N"):
+        import_onnx(model)
+
+
+def test_if_on_a_runtime_condition_is_unsupported() -> None:
+    branch = helper.make_graph([node("Relu", ["x"], ["r"])], "b", [], [helper.make_tensor_value_info("r", TP.FLOAT, None)])
+    model = make_model([node("If", ["c"], ["y"], then_branch=branch, else_branch=branch, name="if0")],
+                       {"x": (TP.FLOAT, [2]), "c": (TP.BOOL, [])}, ["y"])
+    with pytest.raises(UnsupportedOpError, match="node 'if0' \\(op If\\): a condition computed at run time"):
         import_onnx(model)
 
 

@@ -57,7 +57,7 @@ def test_entry_point_registers_the_backend() -> None:
     assert torch._dynamo.lookup_backend("graphopt") is graphopt_backend
 
 
-@pytest.mark.parametrize("name", ["mlp", "resnet"])
+@pytest.mark.parametrize("name", ["mlp", pytest.param("resnet", marks=pytest.mark.slow)])
 def test_compiled_model_runs_graphopt_and_matches_eager(name: str) -> None:
     module, example = make_model(name)
     spy = Spy()

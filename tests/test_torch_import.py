@@ -57,6 +57,7 @@ def test_model_imports_and_matches_torch(name: str) -> None:
     assert_matches_torch(g, module, random_inputs(example, seed=7))
 
 
+@pytest.mark.slow  # a dynamic-shape export takes 2-7 s per model on a loaded 2-core machine
 @pytest.mark.parametrize("name", list(MODELS))
 def test_dynamic_batch_keeps_symbol(name: str) -> None:
     module, example = make_model(name)

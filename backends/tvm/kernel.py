@@ -79,17 +79,18 @@ def _scalar(data: np.ndarray, names: _Names) -> te.Tensor:
 
 
 def _used_placeholders(outputs: Sequence[te.Tensor]) -> set[str]:
-    seen: set[str] = set()
+    """Names of the placeholders the outputs read (TE operations hash by identity; names repeat)."""
+    seen: set[te.Operation] = set()
     found: set[str] = set()
-    stack = list(outputs)
+    stack = [t.op for t in outputs]
     while stack:
-        t = stack.pop()
-        if t.op.name in seen:
+        op = stack.pop()
+        if op in seen:
             continue
-        seen.add(t.op.name)
-        if isinstance(t.op, te.PlaceholderOp):
-            found.add(t.op.name)
-        stack.extend(t.op.input_tensors)
+        seen.add(op)
+        if isinstance(op, te.PlaceholderOp):
+            found.add(op.name)
+        stack.extend(t.op for t in op.input_tensors)
     return found
 
 

@@ -296,7 +296,10 @@ def _div(a: tir.PrimExpr, b: tir.PrimExpr) -> tir.PrimExpr:
 def _mod(a: tir.PrimExpr, b: tir.PrimExpr, fmod: bool) -> tir.PrimExpr:
     if not _is_float(_ty(a)):
         return _safe_int_div(a, b, tir.truncmod if fmod else tir.floormod)
-    r = tir.fmod(a, b)
+    # LLVM has no fmod intrinsic TVM can call; in float64 the truncated quotient of two float32
+    # values is exact enough that this equals C's fmod.
+    a64, b64 = tir.Cast("float64", a), tir.Cast("float64", b)
+    r = tir.Cast(_ty(a), a64 - tir.trunc(a64 / b64) * b64)
     if fmod:
         return r
     zero = _const(0.0, _ty(a))
@@ -356,7 +359,7 @@ def _lower_pow(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerCo
 
     def body(a: tir.PrimExpr, b: tir.PrimExpr) -> tir.PrimExpr:
         # The exponent is converted to the base's type first, as the reference does.
-        b = tir.Cast(dtype, b) if b.dtype != dtype else b
+        b = tir.Cast(dtype, b) if _ty(b) != dtype else b
         return tir.power(tir.Cast(wide, a), tir.Cast(wide, b))
 
     return [_elementwise(ctx.names("pow"), _shape(out), args, dtype, body)]

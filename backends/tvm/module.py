@@ -115,7 +115,9 @@ def build_module(graph: Graph, types: Mapping[Value, TensorType], kernels: Mappi
     def const(data: np.ndarray) -> relax.Expr:
         # Keyed by identity: one weight used by several kernels is stored once.
         if id(data) not in const_cache:
-            const_cache[id(data)] = relax.const(np.require(data, requirements="C"))
+            # The dtype is explicit: relax.const turns a 0-d int64 array into an int32 scalar.
+            dtype = TVM_DTYPE[TensorType.of(data).dtype]
+            const_cache[id(data)] = relax.const(np.require(data, requirements="C"), dtype)
         return const_cache[id(data)]
 
     def arg(a: KernelArg) -> relax.Expr:

@@ -24,9 +24,9 @@ from .lower import Anchor
 from .schedule import KernelSchedule
 from .target import HostTarget
 
-PARALLEL_WORK = 1 << 15
-"""Loop iterations (spatial x reduction) below which a block runs on one thread: the thread pool's
-wake-up costs a few microseconds, more than such a block takes."""
+PARALLEL_WORK = 1 << 18
+"""Loop iterations (spatial x reduction) below which a block runs on one thread: waking the thread
+pool costs several microseconds (more on a busy machine), more than such a block gains."""
 
 _DATA_PAR = 0  # tir.IterVar.DataPar
 
@@ -117,30 +117,52 @@ def _annotate_unroll(sch: Schedule, loop, sched: KernelSchedule) -> None:  # noq
 def _generic(sch: Schedule, sched: KernelSchedule, target: HostTarget, skip: set[str]) -> None:
     """Parallel outer loops and a vectorized inner loop for every block not in ``skip``."""
     for block in _blocks(sch):
-        if _name(sch, block) in skip:
+        if _name(sch, block) in skip or not sch.get_loops(block):
             continue
-        loops = sch.get_loops(block)
-        if not loops:
-            continue
-        spatial = _is_spatial(sch, block)
-        n_spatial = sum(1 for iv in sch.get(block).iter_vars if int(iv.iter_type) == _DATA_PAR)
-        work = math.prod(_extent(sch, lp) for lp in loops)
-        outer = list(loops[:n_spatial])
-        if spatial and outer:
-            lanes = sched.vec or target.lanes(_bits(sch, block))
-            inner = outer[-1]
-            extent = _extent(sch, inner)
-            if _vectorize_inner(sch, inner, lanes):
-                loops = sch.get_loops(block)
-                # The loops above the vector loop are the parallel candidates.
-                outer = list(loops[:n_spatial - 1]) + ([loops[n_spatial - 1]] if extent > lanes and
-                                                        extent % lanes == 0 else [])
-        if outer and _wants_parallel(work, sched):
-            fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
-            sch.parallel(fused)
-            _annotate_unroll(sch, fused, sched)
-        elif loops:
-            _annotate_unroll(sch, sch.get_loops(block)[0], sched)
+        if _is_spatial(sch, block):
+            _generic_spatial(sch, block, sched, target)
+        else:
+            _generic_reduction(sch, block, sched, target)
+
+
+def _generic_spatial(sch: Schedule, block, sched: KernelSchedule, target: HostTarget) -> None:  # noqa: ANN001
+    loops = sch.get_loops(block)
+    work = math.prod(_extent(sch, lp) for lp in loops)
+    lanes = sched.vec or target.lanes(_bits(sch, block))
+    inner = loops[-1]
+    extent = _extent(sch, inner)
+    outer = list(loops)
+    if _vectorize_inner(sch, inner, lanes):
+        # The loops above the vector loop (with the split's outer part) may run in parallel.
+        outer = list(sch.get_loops(block)[:-1]) if extent > lanes and extent % lanes == 0 else list(loops[:-1])
+    _parallelize(sch, outer, work, sched, block)
+
+
+def _generic_reduction(sch: Schedule, block, sched: KernelSchedule, target: HostTarget) -> None:  # noqa: ANN001
+    loops = sch.get_loops(block)
+    n_spatial = sum(1 for iv in sch.get(block).iter_vars if int(iv.iter_type) == _DATA_PAR)
+    spatial, reduce = list(loops[:n_spatial]), list(loops[n_spatial:])
+    work = math.prod(_extent(sch, lp) for lp in loops)
+    lanes = sched.vec or target.lanes(_bits(sch, block))
+    inner = spatial[-1] if spatial else None
+    if inner is not None and _extent(sch, inner) >= 4 and math.prod(_extent(sch, r) for r in reduce) <= 1024:
+        # A reduction over a few leading or window axes (pooling, reducing a non-last axis):
+        # reduce outside, the last output axis inside, so one vector accumulates 16 outputs.
+        sch.reorder(*reduce, inner)
+        init = sch.decompose_reduction(block, reduce[0])
+        _vectorize_inner(sch, sch.get_loops(init)[-1], lanes)
+        _vectorize_inner(sch, inner, lanes)
+        spatial = spatial[:-1]
+    _parallelize(sch, spatial, work, sched, block)
+
+
+def _parallelize(sch: Schedule, outer: list, work: int, sched: KernelSchedule, block) -> None:  # noqa: ANN001
+    if outer and _wants_parallel(work, sched):
+        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        sch.parallel(fused)
+        _annotate_unroll(sch, fused, sched)
+    else:
+        _annotate_unroll(sch, sch.get_loops(block)[0], sched)
 
 
 def _bits(sch: Schedule, block) -> int:  # noqa: ANN001
