@@ -149,10 +149,12 @@ def _generic_reduction(sch: Schedule, block, sched: KernelSchedule, target: Host
         # A reduction over a few leading or window axes (pooling, reducing a non-last axis):
         # reduce outside, the last output axis inside, so one vector accumulates 16 outputs.
         sch.reorder(*reduce, inner)
+        _vectorize_inner(sch, inner, lanes)
+        _parallelize(sch, spatial[:-1], work, sched, block)
+        # Only now: vectorize and parallel need the block to still be a reduction (with init).
         init = sch.decompose_reduction(block, reduce[0])
         _vectorize_inner(sch, sch.get_loops(init)[-1], lanes)
-        _vectorize_inner(sch, inner, lanes)
-        spatial = spatial[:-1]
+        return
     _parallelize(sch, spatial, work, sched, block)
 
 
