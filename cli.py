@@ -108,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_passes(sp, default="canonicalize")
     sp.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     sp.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    from .benchmarks.bench import add_arguments as add_bench_arguments
+
+    sp = add("bench", "benchmark graphopt against torch eager, inductor, onnxruntime and TVM", _bench)
+    add_bench_arguments(sp)
     return p
 
 
@@ -204,6 +209,12 @@ def _compile(args: argparse.Namespace) -> int:
     report = compiled.report()
     _emit(args, {"output": args.output, "report": report.to_json()}, report.to_text() + f"\nwrote {args.output}")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .benchmarks.bench import run_from_args
+
+    return run_from_args(args)
 
 
 def random_inputs(graph: Any, seed: int = 0, symbol_size: int = 1) -> list[np.ndarray]:

@@ -118,6 +118,7 @@ class BenchResult:
     cells: list[Cell] = field(default_factory=list)
     geomean: dict[str, dict[str, float | None]] = field(default_factory=dict)
     geomean_models: list[str] = field(default_factory=list)
+    geomean_systems: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -135,7 +136,8 @@ class BenchResult:
         return {"config": asdict(self.config), "machine": self.peaks.to_json(), "versions": self.versions,
                 "systems": self.systems, "models": [asdict(m) for m in self.models],
                 "cells": [asdict(c) for c in self.cells], "geomean": self.geomean,
-                "geomean_models": self.geomean_models, "seconds": self.seconds}
+                "geomean_models": self.geomean_models, "geomean_systems": self.geomean_systems,
+                "seconds": self.seconds}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,8 +193,7 @@ def load_model(arg: str, batch: int, workdir: Path) -> ModelSpec:
         # Symbolic dims (a dynamic batch) take the batch size; fixed ones stay as the file says.
         inputs = tuple(random_inputs(graph, seed=0, symbol_size=batch))
         return ModelSpec(Path(name).stem, inputs, onnx_path=Path(name), workdir=workdir,
-                         notes=["ONNX file: torch systems skipped, reference is onnxruntime "
-                                "without graph optimizations"])
+                         notes=["ONNX file: torch systems skipped"])
     from . import zoo
 
     module, tensors = zoo.build(name, **options)
@@ -379,17 +380,22 @@ def bench_model(spec: ModelSpec, systems: Sequence[System], config: BenchConfig,
 
 
 def geomeans(result: BenchResult) -> None:
-    """Fill ``result.geomean`` over the models on which every system's cell is ok."""
+    """Fill the geomean rows: one common model set, so every system's geomean is comparable.
+
+    Systems skipped on some model (torch systems on an ONNX file) are left out of the geomean;
+    the models are those on which every remaining system's cell is ok.
+    """
+    systems = [s for s in result.systems
+               if not any(result.cell(m.name, s).status == SKIPPED for m in result.models)]
     models = [m.name for m in result.models
-              if all(result.cell(m.name, s).status == OK for s in result.systems)]
-    result.geomean_models = models
+              if systems and all(result.cell(m.name, s).status == OK for s in systems)]
+    result.geomean_systems, result.geomean_models = systems, models
     result.geomean = {}
     for s in result.systems:
-        cells = [result.cell(m, s) for m in models]
-        row: dict[str, float | None] = {"median_ms": _geomean([c.median_ms for c in cells])}
-        row["speedup"] = _geomean([c.speedup for c in cells])
-        row["gflops"] = _geomean([c.gflops for c in cells])
-        result.geomean[s] = row
+        cells = [result.cell(m, s) for m in models] if s in systems else []
+        result.geomean[s] = {"median_ms": _geomean([c.median_ms for c in cells]),
+                             "speedup": _geomean([c.speedup for c in cells]),
+                             "gflops": _geomean([c.gflops for c in cells])}
 
 
 def _geomean(values: Sequence[float | None]) -> float | None:

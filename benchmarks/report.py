@@ -105,11 +105,14 @@ def detail_table(result: BenchResult) -> list[str]:
 def notes(result: BenchResult) -> list[str]:
     """Per-model facts (reference, FLOPs source) and how each system was built."""
     lines = []
+    left_out = [s for s in result.systems if s not in result.geomean_systems]
     if result.geomean_models:
         lines.append(f"- geomean over the models on which every system succeeded: "
                      f"{', '.join(result.geomean_models)}")
     else:
         lines.append("- no geomean: no model on which every system succeeded")
+    if left_out:
+        lines.append(f"- left out of the geomean (skipped on some model): {', '.join(left_out)}")
     if "torch-eager" not in result.systems:
         lines.append("- no speedups: torch-eager, the baseline, was not among the systems")
     for m in result.models:
@@ -138,8 +141,8 @@ def write_json(result: BenchResult, path: str | Path) -> Path:
 def write_plot(result: BenchResult, path: str | Path) -> Path:
     """A grouped bar chart per model (and geomean): speedup vs torch eager, else median latency.
 
-    Cells that are WRONG, failed or were skipped get no bar but a mark, so a missing bar is never
-    mistaken for a slow system.
+    Cells that are WRONG, failed or were skipped get no bar but a mark ("WRONG" or "×"), so a
+    missing bar is never mistaken for a slow system.
     """
     import matplotlib
 
@@ -166,11 +169,11 @@ def write_plot(result: BenchResult, path: str | Path) -> Path:
                 ys.append(value)
             else:
                 marks.append((x, "WRONG" if status == "WRONG" else "×"))
-        bars = ax.bar(xs, ys, width, label=s)
+        color = f"C{j % 10}"  # fixed per system: a system with no bars must not shift the others
+        ax.bar(xs, ys, width, label=s, color=color)
         for x, text in marks:
-            ax.annotate(text, (x, 0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
-                        fontsize=7, rotation=90 if len(text) > 1 else 0, color=bars.patches[0].get_facecolor()
-                        if bars.patches else "black")
+            ax.annotate(text, (x, 0.01), xycoords=("data", "axes fraction"), ha="center",
+                        va="bottom", fontsize=7, rotation=90 if len(text) > 1 else 0, color=color)
     ax.set_yscale("log")
     ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right")
     if use_speedup:
@@ -181,7 +184,8 @@ def write_plot(result: BenchResult, path: str | Path) -> Path:
     c = result.config
     ax.set_title(f"{result.peaks.cpu}, {c.threads} threads, batch {c.batch}, median of {c.runs} runs",
                  fontsize=10)
-    ax.legend(fontsize=8, ncol=min(n, 5))
+    ax.legend(fontsize=8, ncol=min(n, 5), loc="upper center", bbox_to_anchor=(0.5, -0.18),
+              frameon=False)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

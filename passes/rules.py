@@ -88,6 +88,18 @@ def reshape_once(m: Match) -> Rewrite:
     return New("tensor.reshape", m.x, shape=tuple(shape))
 
 
+def merge_unsqueezes(m: Match) -> Rewrite:
+    """unsqueeze(unsqueeze(x, a), b) -> unsqueeze(x, c), c = where the new unit dims end up."""
+    rank = m.x.type.rank
+    inner = {a % (rank + len(m.inner.attrs["axes"])) for a in m.inner.attrs["axes"]}
+    middle = [i in inner for i in range(rank + len(inner))]  # True marks an inserted dim
+    outer = {a % (len(middle) + len(m.outer.attrs["axes"])) for a in m.outer.attrs["axes"]}
+    final, rest = [], iter(middle)
+    for i in range(len(middle) + len(outer)):
+        final.append(True if i in outer else next(rest))
+    return New("tensor.unsqueeze", m.x, axes=tuple(i for i, new in enumerate(final) if new))
+
+
 IDENTITIES: tuple[Rule, ...] = (
     Rule("add-zero", x + 0, x),                                           # x + 0 -> x
     Rule("zero-add", 0 + x, x),                                           # 0 + x -> x
@@ -112,6 +124,7 @@ IDENTITIES: tuple[Rule, ...] = (
     Rule("tile-one", tile(x, where=unit_repeats), x),                     # tile(x, [1,..]) -> x
     Rule("transpose-id", transpose(x, where=identity_perm), x),           # transpose(x, [0,1,..]) -> x
     Rule("transpose-transpose", transpose(transpose(x, name="inner"), name="outer"), compose_transposes),  # t(t(x,p),q) -> t(x,p[q])
+    Rule("unsqueeze-unsqueeze", unsqueeze(unsqueeze(x, name="inner"), name="outer"), merge_unsqueezes),  # u(u(x,a),b) -> u(x,a+b)
     Rule("reshape-reshape", reshape(Op(RESHAPE_LIKE, x), name="outer"), reshape_once),    # reshape(reshape(x)) -> reshape(x)
 )
 

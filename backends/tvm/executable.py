@@ -20,7 +20,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ...ir.graph import Graph, Node
+from ...ir.graph import CONST, Graph, Node
 from ...ir.interpreter import check_inputs, run_node
 from . import TVM_FFI_VERSION, TVM_VERSION
 from .module import KernelRecord, build_kernels, build_module, specialize
@@ -42,6 +42,9 @@ class _Build:
     records: list[KernelRecord]
     seconds: float
 
+    def __post_init__(self) -> None:
+        self.main = self.vm["main"]  # looked up once: the lookup costs about a microsecond per call
+
 
 class TVMExecutable:
     """A graph compiled with TVM (Relax VM over TIR kernels), with interpreter fallbacks listed."""
@@ -57,6 +60,7 @@ class TVMExecutable:
         self._prefix = f"graphopt.fallback.{uuid.uuid4().hex[:12]}"
         self._builds: dict[Signature, _Build] = {}
         self.dynamic = any(not v.type.is_static for v in graph.inputs)
+        self._copy_out = _copied_outputs(graph)
         if not self.dynamic:
             self._build(tuple(tuple(int(d) for d in v.type.shape) for v in graph.inputs))  # type: ignore[misc]
 
@@ -68,10 +72,8 @@ class TVMExecutable:
         check_inputs(self.graph, arrays)
         signature = tuple(tuple(int(d) for d in a.shape) for a in arrays)
         build = self._builds.get(signature) or self._build(signature)
-        device = tvm.cpu()
-        # np.ascontiguousarray would turn a 0-d array into 1-d; np.require keeps the rank.
-        outs = build.vm["main"](*(tvm.runtime.tensor(np.require(a, requirements="C"), device) for a in arrays))
-        return [o.numpy() for o in outs]
+        outs = build.main(*(_to_tvm(a) for a in arrays))
+        return [o.numpy() if copy else _from_tvm(o) for o, copy in zip(outs, self._copy_out)]
 
     def _build(self, signature: Signature) -> _Build:
         start = time.perf_counter()
@@ -170,6 +172,7 @@ class TVMExecutable:
         self.graph, self.target, self._schedules = graph, host_target(), {}
         self._prefix, self._builds = manifest["fallback_prefix"], {}
         self.dynamic = any(not v.type.is_static for v in graph.inputs)
+        self._copy_out = _copied_outputs(graph)
         built_for = manifest["target"]
         versions = (manifest.get("apache-tvm"), manifest.get("apache-tvm-ffi"))
         if built_for != str(self.target.target) or versions != (TVM_VERSION, TVM_FFI_VERSION):
@@ -196,6 +199,31 @@ def _check_records(graph: Graph, records: Sequence[KernelRecord], directory: Pat
     for r in records:
         if r.node_index >= len(graph.nodes) or kernel_ops(graph.nodes[r.node_index]) != r.ops:
             raise ValueError(f"{directory}: kernel {r.name} ({r.ops}) does not match the graph; recompile")
+
+
+def _copied_outputs(graph: Graph) -> list[bool]:
+    """Which outputs must be copied out: constants and inputs, which the VM hands back as they are."""
+    made = {v for n in graph.nodes if n.op != CONST for v in n.outputs}
+    return [v not in made for v in graph.outputs]
+
+
+_ALIGN = 64  # TVM's kernels assume (and DLPack import checks) 64-byte aligned data
+
+
+def _to_tvm(a: np.ndarray) -> Any:
+    """``a`` as a TVM tensor, sharing its memory when it is aligned, contiguous and writable."""
+    if not (a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % _ALIGN == 0):
+        raw = np.empty(a.nbytes + _ALIGN, np.uint8)
+        start = -raw.ctypes.data % _ALIGN
+        aligned = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+        aligned[...] = a
+        a = aligned
+    return tvm.runtime.from_dlpack(a)
+
+
+def _from_tvm(t: Any) -> np.ndarray:
+    """A fresh VM result as numpy without a copy (the array keeps the TVM tensor alive)."""
+    return np.from_dlpack(t)
 
 
 def _sig_text(signature: Signature) -> str:
