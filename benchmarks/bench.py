@@ -43,8 +43,17 @@ from typing import Any
 import numpy as np
 
 from .peak import GEMM_SIZE, Peaks, measure_peaks
-from .peers import SYSTEMS, ModelSpec, PeerOptions, Prepared, SkipSystem, System, as_numpy_list, \
-    ort_session, select_systems
+from .peers import (
+    SYSTEMS,
+    ModelSpec,
+    PeerOptions,
+    Prepared,
+    SkipSystem,
+    System,
+    as_numpy_list,
+    ort_session,
+    select_systems,
+)
 
 OK, WRONG, ERROR, SKIPPED = "ok", "WRONG", "error", "skipped"
 BASELINE = "torch-eager"
@@ -133,9 +142,9 @@ class BenchResult:
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict: config, machine peaks, versions, models, cells and the geomean rows."""
-        return {"config": asdict(self.config), "machine": self.peaks.to_json(), "versions": self.versions,
-                "systems": self.systems, "models": [asdict(m) for m in self.models],
-                "cells": [asdict(c) for c in self.cells], "geomean": self.geomean,
+        return {"config": asdict(self.config), "machine": self.peaks.to_json(),
+                "versions": self.versions, "systems": self.systems,
+                "models": [asdict(m) for m in self.models], "cells": [asdict(c) for c in self.cells], "geomean": self.geomean,
                 "geomean_models": self.geomean_models, "geomean_systems": self.geomean_systems,
                 "seconds": self.seconds}
 
@@ -149,7 +158,7 @@ class BenchInputError(ValueError):
 
 
 def parse_model_arg(arg: str) -> tuple[str, dict[str, int]]:
-    """``bert_base:layers=2,seq=64`` -> (``bert_base``, {layers: 2, seq: 64}); paths pass through."""
+    """``bert_base:layers=2,seq=64`` -> (``bert_base``, {layers: 2, seq: 64}); paths unchanged."""
     if arg.endswith(".onnx") or ":" not in arg:
         return arg, {}
     name, _, opts = arg.partition(":")
@@ -210,13 +219,14 @@ def model_flops(spec: ModelSpec) -> tuple[int | None, str]:
     from ..ir.analysis import summarize
 
     errors = []
-    sources: list[tuple[str, Callable[[], Any]]] = [("ONNX import", lambda: import_model(str(spec.onnx())))]
+    sources: list[tuple[str, Callable[[], Any]]] = [
+        ("ONNX import", lambda: import_model(str(spec.onnx())))]
     if spec.module is not None:
         sources.append(("torch import", lambda: import_model(spec.module, spec.torch_inputs())))
     for what, load in sources:
         try:
             return summarize(load()).flops, what
-        except Exception as e:  # either importer may lack an op; the other may still have it
+        except Exception as e:  # noqa: BLE001 - either importer may lack an op; the other may not
             errors.append(f"{what}: {one_line(e)}")
     return None, "; ".join(errors)
 
@@ -235,7 +245,7 @@ def reference_outputs(spec: ModelSpec) -> tuple[list[np.ndarray], str]:
 
 def compare(got: Sequence[np.ndarray], want: Sequence[np.ndarray], rtol: float,
             atol: float) -> tuple[float, str | None]:
-    """Largest relative error (``max|got-want| / max|want|`` per output) and why it is wrong, if so."""
+    """Largest relative error (``max|got-want| / max|want|`` per output), and why it is wrong."""
     if len(got) != len(want):
         return math.inf, f"{len(got)} outputs, expected {len(want)}"
     worst, why = 0.0, None
@@ -247,10 +257,12 @@ def compare(got: Sequence[np.ndarray], want: Sequence[np.ndarray], rtol: float,
             continue
         diff = np.where(np.isnan(g) & np.isnan(w), 0.0, np.abs(g - w))
         # A NaN where the reference has a number is as wrong as it gets.
-        err = math.inf if np.isnan(diff).any() else float(diff.max()) / max(float(np.abs(w).max()), 1e-30)
+        scale = max(float(np.abs(w).max()), 1e-30)
+        err = math.inf if np.isnan(diff).any() else float(diff.max()) / scale
         worst = max(worst, err)
         if why is None and not np.allclose(g, w, rtol=rtol, atol=atol, equal_nan=True):
-            why = f"output {i} differs from the reference (max rel err {err:.2e}; rtol {rtol:g}, atol {atol:g})"
+            why = (f"output {i} differs from the reference "
+                   f"(max rel err {err:.2e}; rtol {rtol:g}, atol {atol:g})")
     return worst, why
 
 
@@ -264,7 +276,8 @@ def one_line(e: BaseException, limit: int = 300) -> str:
 # Measuring
 # ---------------------------------------------------------------------------------------------
 
-def _check(cell: Cell, outputs: list[np.ndarray], reference: list[np.ndarray], config: BenchConfig) -> None:
+def _check(cell: Cell, outputs: list[np.ndarray], reference: list[np.ndarray],
+           config: BenchConfig) -> None:
     err, why = compare(outputs, reference, config.rtol, config.atol)
     cell.max_rel_err = err if cell.max_rel_err is None else max(cell.max_rel_err, err)
     if why:
@@ -285,7 +298,7 @@ def _prepare_all(spec: ModelSpec, systems: Sequence[System], cells: dict[str, Ce
             cell.fail(SKIPPED, str(e))
             log(f"{spec.name} · {system.name}: skipped ({e})")
             continue
-        except Exception as e:  # any failure of a peer is that cell's result, not the run's end
+        except Exception as e:  # noqa: BLE001 - a peer's failure is its cell's, not the run's
             cell.fail(ERROR, f"prepare: {one_line(e)}")
             log(f"{spec.name} · {system.name}: prepare failed: {one_line(e, 160)}")
             continue
@@ -303,15 +316,16 @@ def _run_guarded(name: str, run: Callable[[], list[np.ndarray]], cell: Cell,
     """Call ``run``; on an exception mark the cell, drop the system, and return None."""
     try:
         return run()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a run that fails is that cell's error; the others go on
         cell.fail(ERROR, f"run: {one_line(e)}")
         log(f"{cell.model} · {name}: run failed: {one_line(e, 160)}")
         del runners[name]
         return None
 
 
-def _measure(spec: ModelSpec, runners: dict[str, Callable[[], list[np.ndarray]]], cells: dict[str, Cell],
-             reference: list[np.ndarray], config: BenchConfig, log: Log) -> None:
+def _measure(spec: ModelSpec, runners: dict[str, Callable[[], list[np.ndarray]]],
+             cells: dict[str, Cell], reference: list[np.ndarray], config: BenchConfig,
+             log: Log) -> None:
     for name in list(runners):
         log(f"{spec.name} · {name}: warm-up ({max(config.warmup, 1)} runs, first output checked)")
         first = _run_guarded(name, runners[name], cells[name], runners, log)
@@ -353,7 +367,8 @@ def _summarize_cells(cells: dict[str, Cell], flops: int | None, peaks: Peaks) ->
             cell.speedup = base.median_ms / cell.median_ms
         if flops:
             cell.gflops = flops / (cell.median_ms * 1e-3) / 1e9
-            cell.peak_fraction = cell.gflops / peaks.measured_gflops if peaks.measured_gflops else None
+            if peaks.measured_gflops:
+                cell.peak_fraction = cell.gflops / peaks.measured_gflops
 
 
 def bench_model(spec: ModelSpec, systems: Sequence[System], config: BenchConfig, peaks: Peaks,
@@ -364,7 +379,7 @@ def bench_model(spec: ModelSpec, systems: Sequence[System], config: BenchConfig,
     inputs = [f"{a.dtype}{list(a.shape)}" for a in spec.inputs]
     try:
         reference, ref_name = reference_outputs(spec)
-    except Exception as e:  # nothing can be checked without it, so no cell may claim anything
+    except Exception as e:  # noqa: BLE001 - nothing can be checked without it: no cell may claim
         for cell in cells.values():
             cell.fail(ERROR, f"reference failed: {one_line(e)}")
         return ModelRecord(spec.name, None, inputs, "none", [f"reference failed: {one_line(e)}"]), \
@@ -487,7 +502,7 @@ def _release_memory() -> None:
         import torch._dynamo
 
         torch._dynamo.reset()
-    except Exception:  # torch without dynamo: nothing cached there to drop
+    except Exception:  # noqa: BLE001, S110 - torch without dynamo: nothing cached there to drop
         pass
 
 
@@ -503,7 +518,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--systems", default=",".join(SYSTEMS),
                    help=f"comma-separated systems to compare (default: {','.join(SYSTEMS)})")
     p.add_argument("--backend", default="auto", help="graphopt backend: auto, tvm or reference")
-    p.add_argument("--runs", type=int, default=MIN_RUNS, help=f"timed runs per system (default {MIN_RUNS})")
+    p.add_argument("--runs", type=int, default=MIN_RUNS,
+                   help=f"timed runs per system (default {MIN_RUNS})")
     p.add_argument("--warmup", type=int, default=3, help="warm-up runs per system (default 3)")
     p.add_argument("--threads", type=int, default=default_threads(),
                    help="threads for every system (default: the cores this process may use)")
@@ -524,12 +540,14 @@ def run_from_args(args: argparse.Namespace) -> int:
         systems = select_systems([s.strip() for s in args.systems.split(",") if s.strip()])
         models = resolve_models(args.models)
         if min(args.runs, args.threads, args.batch) < 1 or args.warmup < 0:
-            raise BenchInputError("--runs, --threads and --batch must be at least 1, --warmup at least 0")
+            raise BenchInputError("--runs, --threads and --batch must be at least 1, "
+                                  "--warmup at least 0")
     except ValueError as e:
         print(f"graphopt bench: error: {e}", file=sys.stderr)
         return 2
     if args.runs < MIN_RUNS:
-        stderr_log(f"note: {args.runs} runs is below the {MIN_RUNS} DESIGN §7 asks for speed claims")
+        stderr_log(f"note: {args.runs} runs is below the {MIN_RUNS} that DESIGN §7 asks for "
+                   "speed claims")
     config = BenchConfig(runs=args.runs, warmup=args.warmup, threads=args.threads, batch=args.batch,
                          backend=args.backend, gemm_size=args.gemm_size)
     result = run_bench(models, systems, config)

@@ -1,4 +1,4 @@
-"""The systems the benchmark compares, one small adapter each: ``prepare(spec, options) -> Prepared``.
+"""The systems the benchmark compares, one small adapter each: ``prepare(spec, opts) -> Prepared``.
 
 A ``Runner`` (``Prepared.run``) takes no arguments (it holds the model's inputs, already in its
 system's own format, so converting inputs is never timed) and returns the outputs as numpy
@@ -165,7 +165,7 @@ def prepare_torch_inductor(spec: ModelSpec, opts: PeerOptions) -> Prepared:
 
 
 def ort_session(path: Path, threads: int, optimize: bool = True) -> Any:
-    """An onnxruntime CPU session: all graph optimizations (or none), ``threads`` intra-op threads."""
+    """An onnxruntime CPU session: all graph optimizations (or none), ``threads`` intra-op."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -226,5 +226,6 @@ def select_systems(names: Sequence[str]) -> list[System]:
     """The systems named (comma-separated names already split), in the order given."""
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown:
-        raise ValueError(f"unknown system(s) {', '.join(unknown)} (available: {', '.join(SYSTEMS)})")
+        raise ValueError(f"unknown system(s) {', '.join(unknown)} "
+                         f"(available: {', '.join(SYSTEMS)})")
     return [SYSTEMS[n] for n in names]

@@ -18,7 +18,8 @@ def fmt_ms(v: float | None) -> str:
     """Latency with about three significant digits, never in exponent form."""
     if v is None:
         return DASH
-    return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
+    digits = 0 if v >= 100 else 1 if v >= 10 else 2 if v >= 1 else 3
+    return f"{v:.{digits}f}"
 
 
 def _num(v: float | None, spec: str, suffix: str = "") -> str:
@@ -28,8 +29,9 @@ def _num(v: float | None, spec: str, suffix: str = "") -> str:
 def _status(cell: Cell) -> str:
     if cell.status == "ok":
         return "ok"
-    reason = cell.reason if len(cell.reason) <= REASON_CHARS else cell.reason[: REASON_CHARS - 1] + "…"
-    reason = reason.replace("|", "\\|")
+    reason = cell.reason.replace("|", "\\|")
+    if len(reason) > REASON_CHARS:
+        reason = reason[: REASON_CHARS - 1] + "…"
     return f"**WRONG**: {reason}" if cell.status == "WRONG" else f"{cell.status}: {reason}"
 
 
@@ -46,9 +48,10 @@ def header(result: BenchResult) -> list[str]:
     lines = [
         "# graphopt bench",
         "",
-        f"{len(result.models)} model(s) × {len(result.systems)} system(s) · batch {c.batch} · "
-        f"{c.threads} threads for every system · median of {c.runs} interleaved timed runs after "
-        f"{c.warmup} warm-up · outputs checked against the reference (rtol {c.rtol:g}, atol {c.atol:g})",
+        (f"{len(result.models)} model(s) × {len(result.systems)} system(s) · batch {c.batch} · "
+         f"{c.threads} threads for every system · median of {c.runs} interleaved timed runs after "
+         f"{c.warmup} warm-up · outputs checked against the reference "
+         f"(rtol {c.rtol:g}, atol {c.atol:g})"),
         "",
         f"- CPU: {p.cpu}",
         f"- {p.to_text().splitlines()[0]}",
@@ -74,14 +77,15 @@ def summary_table(result: BenchResult) -> list[str]:
             g = result.geomean[s]
             speed = f" ({g['speedup']:.2f}×)" if g.get("speedup") is not None else ""
             cells.append(f"**{fmt_ms(g['median_ms'])}{speed}**")
-        lines.append(f"| **geomean** ({len(result.geomean_models)}) | | " + " | ".join(cells) + " |")
+        label = f"**geomean** ({len(result.geomean_models)})"
+        lines.append(f"| {label} | | " + " | ".join(cells) + " |")
     return lines
 
 
 def detail_table(result: BenchResult) -> list[str]:
     """One row per model and system with every measured number."""
-    lines = ["| model | system | median ms | p10–p90 ms | vs eager | GFLOP/s | % GEMM peak | "
-             "prepare s | max rel err | status |",
+    lines = [("| model | system | median ms | p10–p90 ms | vs eager | GFLOP/s | % GEMM peak | "
+              "prepare s | max rel err | status |"),
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for m in result.models:
         for i, s in enumerate(result.systems):
@@ -98,7 +102,8 @@ def detail_table(result: BenchResult) -> list[str]:
             break
         label = f"**geomean** ({len(result.geomean_models)} models)" if i == 0 else ""
         lines.append(f"| {label} | {s} | {fmt_ms(g.get('median_ms'))} | | "
-                     f"{_num(g.get('speedup'), '.2f', '×')} | {_num(g.get('gflops'), '.1f')} | | | | |")
+                     f"{_num(g.get('speedup'), '.2f', '×')} | {_num(g.get('gflops'), '.1f')} "
+                     "| | | | |")
     return lines
 
 
@@ -182,8 +187,8 @@ def write_plot(result: BenchResult, path: str | Path) -> Path:
     else:
         ax.set_ylabel("median latency (ms, log)")
     c = result.config
-    ax.set_title(f"{result.peaks.cpu}, {c.threads} threads, batch {c.batch}, median of {c.runs} runs",
-                 fontsize=10)
+    ax.set_title(f"{result.peaks.cpu}, {c.threads} threads, batch {c.batch}, "
+                 f"median of {c.runs} runs", fontsize=10)
     ax.legend(fontsize=8, ncol=min(n, 5), loc="upper center", bbox_to_anchor=(0.5, -0.18),
               frameon=False)
     fig.tight_layout()

@@ -21,8 +21,8 @@ from graphopt.cli import main
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny_resnet.onnx"
 CONFIG = BenchConfig(runs=3, warmup=1, threads=1, backend="reference", gemm_size=64)
-CELL_FIELDS = {"model", "system", "status", "reason", "detail", "prepare_s", "times_ms", "median_ms",
-               "p10_ms", "p90_ms", "speedup", "gflops", "peak_fraction", "max_rel_err"}
+CELL_FIELDS = {"model", "system", "status", "reason", "detail", "prepare_s", "times_ms",
+               "median_ms", "p10_ms", "p90_ms", "speedup", "gflops", "peak_fraction", "max_rel_err"}
 
 
 class TinyCNN(nn.Module):
@@ -79,7 +79,8 @@ def test_json_has_all_fields_and_geomean(result: BenchResult) -> None:
     assert data["geomean_models"] == ["tiny_a", "tiny_b"]
     for system in result.systems:
         medians = [result.cell(m, system).median_ms for m in ("tiny_a", "tiny_b")]
-        assert data["geomean"][system]["median_ms"] == pytest.approx(math.sqrt(medians[0] * medians[1]))
+        expected = math.sqrt(medians[0] * medians[1])
+        assert data["geomean"][system]["median_ms"] == pytest.approx(expected)
     assert data["geomean"]["torch-eager"]["speedup"] == pytest.approx(1.0)
 
 
@@ -131,9 +132,9 @@ def test_compare_shapes_nan_and_tolerance() -> None:
 
 def test_cli_bench_onnx_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    code = main(["bench", str(EXAMPLE), "--systems", "graphopt,torch-eager,onnxruntime", "--backend",
-                 "reference", "--runs", "2", "--warmup", "1", "--threads", "1", "--gemm-size", "64",
-                 "--json", str(out), "--plot", str(tmp_path / "b.png")])
+    code = main(["bench", str(EXAMPLE), "--systems", "graphopt,torch-eager,onnxruntime",
+                 "--backend", "reference", "--runs", "2", "--warmup", "1", "--threads", "1",
+                 "--gemm-size", "64", "--json", str(out), "--plot", str(tmp_path / "b.png")])
     stdout, stderr = capsys.readouterr()
     assert code == 0
     assert "| tiny_resnet |" in stdout and "[bench] tiny_resnet · onnxruntime: prepare" in stderr
