@@ -4,6 +4,7 @@
     graphopt optimize IN.onnx -o OUT.onnx [--passes SPEC]
     graphopt run MODEL [--inputs random|FILE.npz] [--output FILE.npz]
     graphopt compile MODEL -o OUT.gopt [--passes SPEC]
+    graphopt explain MODEL [--passes SPEC] [--node TEXT] [--json]
 
 Bad input (missing file, not a model, unsupported op, wrong input shape) prints one line and exits
 with status 2; ``--debug`` shows the traceback instead.
@@ -111,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
 
     from .benchmarks.bench import add_arguments as add_bench_arguments
 
+    sp = add("explain", "run the pass pipeline and say why each decision was made", _explain)
+    sp.add_argument("model", help="model file (.onnx, .gir, .pt2)")
+    _add_passes(sp, default="canonicalize,fuse")
+    sp.add_argument("--node", metavar="TEXT", help="only decisions whose subject mentions TEXT (an op or kernel)")
+    sp.add_argument("--rejected", action="store_true", help="only rejected candidates")
+    sp.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
     sp = add("bench", "benchmark graphopt against torch eager, inductor, onnxruntime and TVM", _bench)
     add_bench_arguments(sp)
     return p
@@ -142,6 +150,23 @@ def _inspect(args: argparse.Namespace) -> int:
         text += "\n" + "\n".join(f"  pass {p['name']}: {p['summary']}" for p in log)
     _emit(args, {"summary": summary.to_json(), "passes": log, **({} if args.no_ir else {"ir": graph.to_text()})},
           text)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .frontends.detect import import_model
+    from .passes import PassContext, run_passes
+
+    ctx = PassContext()
+    run_passes(import_model(args.model), args.passes, ctx=ctx)
+    chosen = [d for d in ctx.decisions
+              if (args.node is None or args.node in d.subject) and not (args.rejected and d.accepted)]
+    lines = [f"{len(chosen)} decisions ({sum(d.accepted for d in chosen)} accepted) by {args.passes}"]
+    for d in chosen:
+        numbers = ", ".join(f"{k}={v:.4g}" for k, v in d.numbers.items())
+        mark = "+" if d.accepted else "-"
+        lines.append(f"  {mark} [{d.pass_name}] {d.subject}: {d.reason}" + (f" ({numbers})" if numbers else ""))
+    _emit(args, {"passes": args.passes, "decisions": [d.to_json() for d in chosen]}, "\n".join(lines))
     return 0
 
 

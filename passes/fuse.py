@@ -22,6 +22,7 @@ from typing import ClassVar, Mapping, Protocol
 
 from ..ir.graph import CONST, Graph, GraphBuilder, Node, Value
 from ..ir.opdef import FusionKind, get_op
+from ..ir.printer import Printer
 from .base import Decision, PassContext, register_pass
 
 SMALL_CONST = 1  # scalar constants are copied into kernel bodies; bigger ones stay operands (weights)
@@ -121,6 +122,10 @@ class Fuse:
         """Return the graph with every multi-op kernel wrapped in a ``fused`` node."""
         users = graph.users()
         outputs = set(graph.outputs)
+        # Decisions name values as the input graph prints them, so they can be found in a dump.
+        printer = Printer()
+        printer.print(graph)
+        names = printer.names
         group_of: dict[Value, Group] = {}
         groups: list[Group] = []
         accepted = rejected = 0
@@ -132,7 +137,8 @@ class Fuse:
                 group = group_of.get(v)
                 if group is None or group is chosen:
                     continue
-                subject = f"{node.op} into kernel {group.describe()}"
+                subject = (f"{node.op} %{names[node.outputs[0]]} into kernel {group.describe()} "
+                           f"(ending %{names[group.members[-1].outputs[0]]})")
                 reason = illegal_reason(group, node, users, outputs, self.max_size)
                 if reason is not None:
                     ctx.decisions.append(Decision(self.name, subject, False, "illegal: " + reason))

@@ -68,6 +68,16 @@ def test_run_random_and_npz_inputs(capsys: pytest.CaptureFixture[str], tmp_path:
         np.testing.assert_allclose(got["arr_0"], ref, rtol=1e-3, atol=1e-4)
 
 
+def test_explain_lists_fusion_decisions(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "explain", str(EXAMPLE), "--node", "nn.max_pool2d", "--rejected")
+    assert code == 0
+    assert "- [fuse] nn.max_pool2d %2 into kernel nn.conv2d+nn.relu (ending %1): illegal:" in out
+    code, out, _ = run_cli(capsys, "explain", str(EXAMPLE), "--json")
+    decisions = json.loads(out)["decisions"]
+    assert any(d["accepted"] for d in decisions) and any(not d["accepted"] for d in decisions)
+    assert all(d["pass"] == "fuse" and d["reason"] for d in decisions)
+
+
 def test_compile_artifact_then_run_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     art = tmp_path / "m.gopt"
     code, out, _ = run_cli(capsys, "compile", str(EXAMPLE), "-o", str(art))

@@ -47,8 +47,8 @@ def test_conv_epilogue_becomes_one_kernel() -> None:
     assert [n.op for n in out.nodes if n.op != "const"] == [FUSED, "nn.global_avg_pool", "tensor.flatten"]
     check(g, out, (2, 4, 8, 8))
     reasons = {d.subject: (d.accepted, d.reason) for d in ctx.decisions}
-    assert reasons["math.add into kernel nn.conv2d"][0] is True
-    assert reasons["nn.global_avg_pool into kernel nn.conv2d+math.add+nn.relu"] == (
+    assert reasons["math.add %1 into kernel nn.conv2d (ending %0)"][0] is True
+    assert reasons["nn.global_avg_pool %3 into kernel nn.conv2d+math.add+nn.relu (ending %2)"] == (
         False, "illegal: nn.global_avg_pool (reduction) cannot follow nn.conv2d in one kernel")
     assert log[0]["counts"]["kernels"] == 1
 
