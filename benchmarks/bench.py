@@ -11,13 +11,16 @@ Protocol, per model: build it (batch ``--batch``, seeded inputs); compute the re
 (compile time recorded, never counted as latency; a failure becomes that cell's error and the run
 goes on); warm up each system, checking its first output against the reference (rtol 1e-3,
 atol 1e-4: a mismatch marks the cell WRONG and keeps it out of every speed claim); then time
-``--runs`` calls of each system interleaved round-robin, rotating the order each round so no
-system always runs right after the same neighbour; check the last timed output as well. Every
-system runs with the same thread count (torch, onnxruntime intra-op, TVM ``num-cores`` and
-``TVM_NUM_THREADS``). The report gives median, p10 and p90 latency, speedup against torch eager,
-achieved GFLOP/s (FLOPs from graphopt's IR summary of the imported model) and its share of the
-measured GEMM peak, prepare seconds and the largest relative output error; a geomean row per
-system over the models on which every system succeeded; and the machine's peaks (``peak.py``).
+``--runs`` calls of each system, interleaved in rounds so drift in the machine's state hits every
+system alike (in each round every system in turn makes one untimed call, so no other system's
+thread pool still holds the cores, then 5 timed ones; the order rotates each round); check the
+last timed output as well. Every system runs with the same thread count (torch, onnxruntime
+intra-op, TVM ``num-cores`` and ``TVM_NUM_THREADS``). The report gives median, p10 and p90
+latency, speedup against torch eager, achieved GFLOP/s (FLOPs from graphopt's IR summary of the
+imported model) and its share of the measured GEMM peak, prepare seconds and the largest relative
+output error; a geomean row per system over the models on which every system succeeded; the
+machine's peaks (``peak.py``); and the load average before the run, since other processes on the
+cores make OpenMP-based systems (torch) stall far more than the others.
 
 The exit status is 1 when any output is WRONG, so CI can run it; an error cell is not a failure
 of the benchmark (a peer may not support a model) and is reported in its cell.
@@ -58,6 +61,7 @@ from .peers import (
 OK, WRONG, ERROR, SKIPPED = "ok", "WRONG", "error", "skipped"
 BASELINE = "torch-eager"
 MIN_RUNS = 20  # DESIGN §7: every speed claim is a median of at least 20 runs
+ROUND_RUNS = 5  # timed runs of one system in a row before the next system's turn
 Log = Callable[[str], None]
 
 
@@ -123,12 +127,14 @@ class BenchResult:
     config: BenchConfig
     peaks: Peaks
     systems: list[str]
+    system_summaries: dict[str, str] = field(default_factory=dict)
     models: list[ModelRecord] = field(default_factory=list)
     cells: list[Cell] = field(default_factory=list)
     geomean: dict[str, dict[str, float | None]] = field(default_factory=dict)
     geomean_models: list[str] = field(default_factory=list)
     geomean_systems: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    load_average: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
     def cell(self, model: str, system: str) -> Cell:
@@ -144,9 +150,11 @@ class BenchResult:
         """A plain dict: config, machine peaks, versions, models, cells and the geomean rows."""
         return {"config": asdict(self.config), "machine": self.peaks.to_json(),
                 "versions": self.versions, "systems": self.systems,
-                "models": [asdict(m) for m in self.models], "cells": [asdict(c) for c in self.cells], "geomean": self.geomean,
+                "system_summaries": self.system_summaries,
+                "models": [asdict(m) for m in self.models],
+                "cells": [asdict(c) for c in self.cells], "geomean": self.geomean,
                 "geomean_models": self.geomean_models, "geomean_systems": self.geomean_systems,
-                "seconds": self.seconds}
+                "load_average": self.load_average, "seconds": self.seconds}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,22 +180,30 @@ def parse_model_arg(arg: str) -> tuple[str, dict[str, int]]:
 
 
 def resolve_models(args: Sequence[str]) -> list[str]:
-    """Expand ``all`` and check every name is a zoo model or an existing .onnx file."""
+    """Expand ``all``, drop repeats, and check every name is a zoo model (with options its builder
+    takes) or an existing .onnx file."""
+    import inspect
+
     from . import zoo
 
     out: list[str] = []
     for arg in args:
-        if arg == "all":
-            out += list(zoo.MODELS)
-            continue
-        name, _ = parse_model_arg(arg)
-        if name.endswith(".onnx"):
-            if not Path(name).is_file():
-                raise BenchInputError(f"no such ONNX file: {name}")
-        elif name not in zoo.MODELS:
-            raise BenchInputError(f"unknown model '{name}': give a zoo model "
-                                  f"({', '.join(zoo.MODELS)}), an .onnx file, or 'all'")
-        out.append(arg)
+        for item in (list(zoo.MODELS) if arg == "all" else [arg]):
+            name, options = parse_model_arg(item)
+            if name.endswith(".onnx"):
+                if not Path(name).is_file():
+                    raise BenchInputError(f"no such ONNX file: {name}")
+            elif name not in zoo.MODELS:
+                raise BenchInputError(f"unknown model '{name}': give a zoo model "
+                                      f"({', '.join(zoo.MODELS)}), an .onnx file, or 'all'")
+            else:
+                known = inspect.signature(zoo.MODELS[name]).parameters
+                unknown = [k for k in options if k not in known]
+                if unknown:
+                    raise BenchInputError(f"{name} takes no option {', '.join(unknown)} "
+                                          f"(it takes: {', '.join(known) or 'none'})")
+            if item not in out:
+                out.append(item)
     return out
 
 
@@ -201,8 +217,11 @@ def load_model(arg: str, batch: int, workdir: Path) -> ModelSpec:
         graph = import_onnx(name)
         # Symbolic dims (a dynamic batch) take the batch size; fixed ones stay as the file says.
         inputs = tuple(random_inputs(graph, seed=0, symbol_size=batch))
+        notes = ["ONNX file: torch systems skipped"]
+        if batch > 1 and all(isinstance(d, int) for v in graph.inputs for d in v.type.shape):
+            notes.append(f"input shapes are fixed in the file: --batch {batch} does not apply")
         return ModelSpec(Path(name).stem, inputs, onnx_path=Path(name), workdir=workdir,
-                         notes=["ONNX file: torch systems skipped"])
+                         notes=notes)
     from . import zoo
 
     module, tensors = zoo.build(name, **options)
@@ -336,17 +355,23 @@ def _measure(spec: ModelSpec, runners: dict[str, Callable[[], list[np.ndarray]]]
             if _run_guarded(name, runners[name], cells[name], runners, log) is None:
                 break
     order = list(runners)
-    log(f"{spec.name}: timing {', '.join(order) or 'nothing'} x {config.runs} runs, interleaved")
+    log(f"{spec.name}: timing {', '.join(order) or 'nothing'} x {config.runs} runs, "
+        f"interleaved in rounds of {ROUND_RUNS}")
     last: dict[str, list[np.ndarray]] = {}
-    for r in range(config.runs):
+    for r, first_run in enumerate(range(0, config.runs, ROUND_RUNS)):
         k = r % len(order) if order else 0
         for name in order[k:] + order[:k]:
-            if name not in runners:
+            # The previous system's thread pool (OpenMP, onnxruntime and TVM workers spin after a
+            # call) may still hold the cores: this system's first call after a switch is untimed.
+            if name not in runners or _run_guarded(name, runners[name], cells[name], runners,
+                                                   log) is None:
                 continue
-            start = time.perf_counter()
-            out = _run_guarded(name, runners[name], cells[name], runners, log)
-            elapsed = time.perf_counter() - start
-            if out is not None:
+            for _ in range(min(ROUND_RUNS, config.runs - first_run)):
+                start = time.perf_counter()
+                out = _run_guarded(name, runners[name], cells[name], runners, log)
+                elapsed = time.perf_counter() - start
+                if out is None:
+                    break
                 cells[name].times_ms.append(elapsed * 1e3)
                 last[name] = out
     for name in runners:
@@ -473,11 +498,16 @@ def run_bench(models: Sequence[str] | Sequence[ModelSpec] | Iterator[ModelSpec],
     Models are built one at a time and released after their row, so ``all`` fits in memory.
     """
     start = time.perf_counter()
+    # Other processes on the cores stall spinning thread pools (OpenMP, ORT), so the 1-minute load
+    # average before this run starts tells a reader whether to trust the timings.
+    load_start = os.getloadavg()[0]
     with _Threads(config.threads), tempfile.TemporaryDirectory(prefix="graphopt-bench-") as tmp:
         if peaks is None:
             log(f"machine peaks: {config.gemm_size}^3 fp32 matmul on {config.threads} threads")
             peaks = measure_peaks(config.threads, config.gemm_size)
-        result = BenchResult(config, peaks, [s.name for s in systems], versions=versions())
+        result = BenchResult(config, peaks, [s.name for s in systems], versions=versions(),
+                             system_summaries={s.name: s.summary for s in systems if s.summary})
+        result.load_average["start"] = load_start
         for item in models:
             spec = item if isinstance(item, ModelSpec) else None
             if spec is None:
@@ -491,6 +521,7 @@ def run_bench(models: Sequence[str] | Sequence[ModelSpec] | Iterator[ModelSpec],
             del spec, item
             _release_memory()
     geomeans(result)
+    result.load_average["end"] = os.getloadavg()[0]
     result.seconds = time.perf_counter() - start
     return result
 

@@ -161,7 +161,7 @@ def prepare_torch_inductor(spec: ModelSpec, opts: PeerOptions) -> Prepared:
         with torch.inference_mode():
             return as_numpy_list(compiled(*inputs))
     run()
-    return Prepared(run, "prepare includes the compiling first call")
+    return Prepared(run, "prepare includes the compiling first call (inductor caches on disk)")
 
 
 def ort_session(path: Path, threads: int, optimize: bool = True) -> Any:
@@ -213,11 +213,15 @@ def prepare_tvm_relax(spec: ModelSpec, opts: PeerOptions) -> Prepared:
 
 
 SYSTEMS: dict[str, System] = {s.name: s for s in (
-    System("graphopt", prepare_graphopt, "graphopt.compile with the chosen backend"),
-    System("torch-eager", prepare_torch_eager, "PyTorch eager, inference_mode"),
-    System("torch-inductor", prepare_torch_inductor, "torch.compile default mode (inductor)"),
-    System("onnxruntime", prepare_onnxruntime, "onnxruntime ORT_ENABLE_ALL, CPU provider"),
-    System("tvm-relax", prepare_tvm_relax, "TVM from_onnx + default Relax pipeline, llvm"),
+    System("graphopt", prepare_graphopt, "graphopt.compile(module, inputs, backend=...)"),
+    System("torch-eager", prepare_torch_eager, "the module in eval mode under inference_mode"),
+    System("torch-inductor", prepare_torch_inductor,
+           "torch.compile(module), default mode; compile time in prepare"),
+    System("onnxruntime", prepare_onnxruntime,
+           "ORT_ENABLE_ALL, CPUExecutionProvider, intra-op threads = thread count"),
+    System("tvm-relax", prepare_tvm_relax,
+           "ONNX -> relax from_onnx -> tvm.compile with relax.get_default_pipeline (untuned: "
+           "the default CPU pipeline applies no schedules) -> Relax VM"),
 )}
 """Every built-in system by name, in the order reports list them."""
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 DASH = "—"
 REASON_CHARS = 90  # status cells stay one readable line; the JSON keeps the full reason
+DETAIL_CHARS = 240  # a backend may list every kernel; the notes show the start, the JSON all
 
 
 def fmt_ms(v: float | None) -> str:
@@ -26,12 +27,15 @@ def _num(v: float | None, spec: str, suffix: str = "") -> str:
     return DASH if v is None or not math.isfinite(v) else f"{v:{spec}}{suffix}"
 
 
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _status(cell: Cell) -> str:
     if cell.status == "ok":
         return "ok"
-    reason = cell.reason.replace("|", "\\|")
-    if len(reason) > REASON_CHARS:
-        reason = reason[: REASON_CHARS - 1] + "…"
+    reason = _clip(cell.reason, REASON_CHARS).replace("|", "\\|")
     return f"**WRONG**: {reason}" if cell.status == "WRONG" else f"{cell.status}: {reason}"
 
 
@@ -49,15 +53,25 @@ def header(result: BenchResult) -> list[str]:
         "# graphopt bench",
         "",
         (f"{len(result.models)} model(s) × {len(result.systems)} system(s) · batch {c.batch} · "
-         f"{c.threads} threads for every system · median of {c.runs} interleaved timed runs after "
-         f"{c.warmup} warm-up · outputs checked against the reference "
+         f"{c.threads} thread(s) for every system · median of {c.runs} timed runs, interleaved in "
+         f"rounds, after {c.warmup} warm-up · outputs checked against the reference "
          f"(rtol {c.rtol:g}, atol {c.atol:g})"),
         "",
         f"- CPU: {p.cpu}",
         f"- {p.to_text().splitlines()[0]}",
         f"- {p.to_text().splitlines()[1]}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in result.versions.items()),
+        f"- graphopt backend: {c.backend}",
     ]
+    lines += [f"- {name}: {text}" for name, text in result.system_summaries.items()]
+    load = result.load_average
+    if load:
+        # The end value includes this run's own threads; only the start one measures the others.
+        busy = load.get("start", 0.0) > 0.5 * c.threads
+        lines.append(f"- 1-minute load average {load.get('start', 0):.1f} before the run "
+                     f"({load.get('end', 0):.1f} at its end, this run included)"
+                     + (" — **other processes were using the cores: timings are noisy**"
+                        if busy else ""))
     if c.runs < 20:
         lines.append(f"- **{c.runs} runs: fewer than the 20 that speed claims need (DESIGN §7)**")
     return lines
@@ -100,7 +114,7 @@ def detail_table(result: BenchResult) -> list[str]:
         g = result.geomean.get(s, {})
         if not result.geomean_models:
             break
-        label = f"**geomean** ({len(result.geomean_models)} models)" if i == 0 else ""
+        label = f"**geomean** ({len(result.geomean_models)} model(s))" if i == 0 else ""
         lines.append(f"| {label} | {s} | {fmt_ms(g.get('median_ms'))} | | "
                      f"{_num(g.get('speedup'), '.2f', '×')} | {_num(g.get('gflops'), '.1f')} "
                      "| | | | |")
@@ -126,7 +140,7 @@ def notes(result: BenchResult) -> list[str]:
         for s in result.systems:
             c = result.cell(m.name, s)
             if c.detail:
-                lines.append(f"  - {s}: {c.detail}")
+                lines.append(f"  - {s}: {_clip(c.detail, DETAIL_CHARS)}")
     return lines
 
 

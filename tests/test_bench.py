@@ -70,7 +70,7 @@ def test_every_system_checked_and_timed(result: BenchResult) -> None:
 def test_json_has_all_fields_and_geomean(result: BenchResult) -> None:
     data = json.loads(json.dumps(result.to_json(), default=str))
     assert {"config", "machine", "versions", "systems", "models", "cells", "geomean",
-            "geomean_models", "geomean_systems"} <= set(data)
+            "geomean_models", "geomean_systems", "load_average"} <= set(data)
     assert data["config"]["runs"] == 3 and data["config"]["threads"] == 1
     assert data["machine"]["measured_gflops"] > 0 and data["machine"]["derivation"]
     assert all(set(c) == CELL_FIELDS for c in data["cells"])
@@ -120,6 +120,25 @@ def test_wrong_output_and_failing_systems_are_reported() -> None:
     assert "**WRONG**" in text and "error: prepare: RuntimeError" in text
 
 
+def test_runs_are_counted_in_rounds() -> None:
+    calls = []
+
+    def counted(spec: ModelSpec, opts: PeerOptions) -> Prepared:
+        module, inputs = spec.module, spec.torch_inputs()
+
+        def run() -> list[np.ndarray]:
+            calls.append(1)
+            with torch.inference_mode():
+                return [module(*inputs).numpy()]
+        return Prepared(run)
+
+    config = BenchConfig(runs=7, warmup=2, threads=1, gemm_size=64)
+    res = run_bench([tiny_spec()], [System("counted", counted)], config, log=quiet)
+    cell = res.cell("tiny_cnn", "counted")
+    assert cell.status == "ok" and len(cell.times_ms) == 7
+    assert len(calls) == 2 + 2 + 7  # warm-up, one untimed call per round (5 + 2 runs), timed
+
+
 def test_compare_shapes_nan_and_tolerance() -> None:
     want = [np.array([1.0, 2.0], np.float32)]
     assert compare([np.array([1.0, 2.0005])], want, 1e-3, 1e-4)[1] is None
@@ -152,3 +171,5 @@ def test_cli_bench_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown model 'no_such_model'" in capsys.readouterr().err
     assert main(["bench", str(EXAMPLE), "--systems", "graphopt,nope"]) == 2
     assert "unknown system(s) nope" in capsys.readouterr().err
+    assert main(["bench", "resnet50:layers=2"]) == 2
+    assert "resnet50 takes no option layers" in capsys.readouterr().err
