@@ -20,7 +20,8 @@ from .ir.analysis import format_bytes, format_count, summarize
 from .ir.graph import Graph
 from .ir.parser import parse_ir
 from .ir.printer import print_graph_with_constants
-from .passes import run_passes
+from .passes import PassContext, PassError, run_passes
+from .passes.schedule_order import MemoryBudgetError, pareto_points
 
 DEFAULT_PASSES = "canonicalize"
 ARTIFACT_FORMAT = 1
@@ -39,6 +40,7 @@ class CompileReport:
     backend: str = ""
     backend_notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    memory: dict[str, Any] = field(default_factory=dict)  # peak-memory budget and the order Pareto points
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (``--json``)."""
@@ -53,6 +55,10 @@ class CompileReport:
             lines.append(f"  pass {p['name']:<14} {p['seconds'] * 1e3:8.1f} ms  {p.get('summary', '')}".rstrip())
         lines.append(f"  backend {self.backend}")
         lines += [f"    {note}" for note in self.backend_notes]
+        if self.memory:
+            lines.append(f"  peak memory budget {format_bytes(self.memory['budget_bytes'])}; orders (peak, predicted time):")
+            lines += [f"    {p['order']:<24} {format_bytes(p['peak_bytes']):>10} {p['predicted_us']:>12,.1f} us"
+                      f"{'  <- chosen' if p['chosen'] else ''}" for p in self.memory["pareto"]]
         return "\n".join(lines)
 
 
@@ -102,24 +108,38 @@ def compile(
     passes: str | None = None,
     dump_ir: str | Path | None = None,
     dynamic_batch: bool = False,
+    peak_memory_budget: int | None = None,
 ) -> CompiledModel:
     """Compile ``model`` (nn.Module, ExportedProgram, ONNX path or ModelProto, or Graph).
 
     ``passes`` is a pipeline spec (default ``"canonicalize"``); ``dump_ir`` writes one numbered IR
-    file per pass into that folder.
+    file per pass into that folder. ``peak_memory_budget`` (bytes) appends ``reorder{budget=...}``:
+    the fastest execution order found within the budget; the report lists the Pareto points, and a
+    budget below the lower bound raises ValueError.
     """
     if target != "cpu":
         raise ValueError(f"unknown target '{target}' (available: cpu)")
     start = time.perf_counter()
     graph = import_model(model, example_inputs, dynamic_batch=dynamic_batch)
     before = summarize(graph).nodes
-    graph, pass_log = run_passes(graph, passes if passes is not None else DEFAULT_PASSES, dump_ir=dump_ir)
+    pipeline = passes if passes is not None else DEFAULT_PASSES
+    ctx = PassContext()
+    if peak_memory_budget is not None:
+        pipeline = ",".join(filter(None, [pipeline, f"reorder{{budget={int(peak_memory_budget)}}}"]))
+    try:
+        graph, pass_log = run_passes(graph, pipeline, dump_ir=dump_ir, ctx=ctx)
+    except PassError as e:
+        if isinstance(e.__cause__, MemoryBudgetError):
+            raise e.__cause__ from None
+        raise
     exe = build(graph, backend)
     s = summarize(graph)
     report = CompileReport(
         source=_describe(model), passes=pass_log, nodes_before=before, nodes_after=s.nodes, flops=s.flops,
         peak_activation_bytes=s.peak_activation_bytes, backend=exe.name, backend_notes=exe.describe(),
         seconds=time.perf_counter() - start,
+        memory={"budget_bytes": int(peak_memory_budget), "pareto": pareto_points(ctx)}
+        if peak_memory_budget is not None else {},
     )
     return CompiledModel(graph, exe, report)
 

@@ -1,10 +1,11 @@
 """The ``graphopt`` command line.
 
-    graphopt inspect MODEL [--passes SPEC] [--dump-ir DIR] [--json]
+    graphopt inspect MODEL [--passes SPEC] [--dump-ir DIR] [--memory [--plot FILE.png]] [--json]
     graphopt optimize IN.onnx -o OUT.onnx [--passes SPEC]
     graphopt run MODEL [--inputs random|FILE.npz] [--output FILE.npz]
     graphopt compile MODEL -o OUT.gopt [--passes SPEC]
     graphopt explain MODEL [--passes SPEC] [--node TEXT] [--json]
+    graphopt bench MODEL... [--systems LIST] [--runs N] [--json FILE] [--plot FILE.png]
 
 Bad input (missing file, not a model, unsupported op, wrong input shape) prints one line and exits
 with status 2; ``--debug`` shows the traceback instead.
@@ -55,7 +56,11 @@ def _is_user_error(e: Exception) -> bool:
 
         user_errors += (PassSpecError,)
         if isinstance(e, PassError):
-            return False
+            # A pass failing on what the user asked for (e.g. an impossible memory budget) is their
+            # input's fault; anything else inside a pass is ours.
+            from .passes.schedule_order import MemoryBudgetError
+
+            return isinstance(e.__cause__, MemoryBudgetError)
     except ImportError:
         pass
     return isinstance(e, user_errors) or (isinstance(e, ValueError) and "graphopt artifact" in str(e))
@@ -86,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_passes(sp, default="")
     sp.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR (numbered files)")
     sp.add_argument("--no-ir", action="store_true", help="print only the summary, not the IR text")
+    sp.add_argument("--memory", action="store_true",
+                    help="plan memory: peak bytes, arena size, lower bound and the buffer lifetimes chart")
+    sp.add_argument("--plot", metavar="FILE.png", help="with --memory: also draw the lifetimes into a PNG")
     sp.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     sp = add("optimize", "optimize an ONNX model and write it back as ONNX", _optimize)
@@ -148,8 +156,14 @@ def _inspect(args: argparse.Namespace) -> int:
     text += summary.to_text()
     if log:
         text += "\n" + "\n".join(f"  pass {p['name']}: {p['summary']}" for p in log)
-    _emit(args, {"summary": summary.to_json(), "passes": log, **({} if args.no_ir else {"ir": graph.to_text()})},
-          text)
+    memory: dict[str, Any] = {}
+    if args.memory or args.plot:
+        from .passes.memory.report import inspect_memory
+
+        memory, memory_text = inspect_memory(graph, args.passes, args.plot)
+        text += "\n" + memory_text
+    _emit(args, {"summary": summary.to_json(), "passes": log, **({} if args.no_ir else {"ir": graph.to_text()}),
+                 **({"memory": memory} if memory else {})}, text)
     return 0
 
 
