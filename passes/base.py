@@ -12,11 +12,11 @@ import importlib
 import pkgutil
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from ..ir.graph import Graph
+from ..ir.graph import Graph, Node
 
 _KEBAB = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -32,12 +32,38 @@ class Pass(Protocol):
         ...
 
 
+Schedule = Mapping[str, Any]
+"""A kernel schedule as its ``sched`` annotation value, e.g. ``{"tile": (8, 32), "vec": 16, "par": 2}``."""
+
+
+@runtime_checkable
+class KernelMeasurer(Protocol):
+    """A backend's timing hook: the median seconds of one kernel (a fused or single-op node with
+    static types) built with ``schedule``. Passed in by the API, never imported by passes."""
+
+    def __call__(self, kernel: Node, schedule: Schedule) -> float:
+        """Build ``kernel`` with ``schedule`` and return its measured median time in seconds."""
+        ...
+
+
+@runtime_checkable
+class CostPredictor(Protocol):
+    """The learned cost model as passes see it (DESIGN §4)."""
+
+    def predict(self, kernels: Sequence[tuple[Node, Schedule]], target: str) -> tuple[Any, Any, Any]:
+        """Predicted (mean, low, high) microseconds of each kernel, as three arrays."""
+        ...
+
+
 @dataclass
 class PassContext:
     """State shared by the passes of one pipeline run: per-pass counters for reports and the CLI."""
 
     stats: dict[str, Counter[str]] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
+    target: str = "llvm"  # the target description the backend will build for (cost model / tuning key)
+    measure: KernelMeasurer | None = None  # set by the API when a backend can time kernels
+    cost_model: CostPredictor | None = None  # set by the API when a trained model is available
 
     def record(self, pass_name: str, counts: Mapping[str, int]) -> None:
         """Add ``counts`` (e.g. how often each rewrite rule fired) to ``pass_name``'s counters."""
