@@ -4,7 +4,8 @@ A kernel is one ``fused`` node's body or one standalone op node. ``lower`` turns
 compute, ``kernel`` assembles and schedules the PrimFunc (``KernelSchedule`` holds the knobs a
 schedule search fills in), ``module`` builds the Relax IRModule in graphopt's node order, and
 ``executable`` compiles it with LLVM for the host CPU and runs it. A kernel TVM cannot lower or
-build runs on the reference interpreter instead and is listed in ``describe()``.
+build runs on the reference interpreter instead and is listed in ``describe()``. ``measure`` holds
+the timing hook a schedule search uses (``passes.base.KernelMeasurer``).
 
 TVM is imported only when a build starts; ``require_tvm`` gives one clear error when it is missing
 or of another version.
@@ -12,8 +13,9 @@ or of another version.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import metadata
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 from .schedule import KernelSchedule
 
@@ -65,4 +67,4 @@ def build_tvm(graph: Graph, schedules: Mapping[str, KernelSchedule] | None = Non
     return TVMExecutable(graph, schedules)
 
 
-__all__ = ["KernelSchedule", "TVMUnavailableError", "build_tvm", "require_tvm", "TVM_VERSION", "TVM_FFI_VERSION"]
+__all__ = ["TVM_FFI_VERSION", "TVM_VERSION", "KernelSchedule", "TVMUnavailableError", "build_tvm", "require_tvm"]

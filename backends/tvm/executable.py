@@ -12,9 +12,10 @@ import json
 import time
 import uuid
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tvm
@@ -22,6 +23,7 @@ from tvm import relax
 
 from ...ir.graph import CONST, Graph, Node
 from ...ir.interpreter import check_inputs, run_node
+from ...ir.types import DType
 from . import TVM_FFI_VERSION, TVM_VERSION
 from .module import KernelRecord, build_kernels, build_module, specialize
 from .schedule import KernelSchedule
@@ -81,15 +83,17 @@ class TVMExecutable:
         forced: dict[int, str] = {}
         while True:
             kernels, records = build_kernels(self.graph, types, self._schedules, self.target, forced)
-            mod = build_module(self.graph, types, kernels, self._fallback_name)
+            mod, shared = build_module(self.graph, types, kernels, self._fallback_name)
             try:
                 executable = tvm.compile(mod, self.target.target, relax_pipeline="default")
                 break
-            except Exception as e:  # noqa: BLE001 - find the kernel(s) LLVM rejects and fall back on them
+            except Exception as e:
                 bad = self._failing_kernels(kernels)
                 if not bad:
                     raise RuntimeError(f"TVM could not build graph @{self.graph.name}: {e}") from e
                 forced.update(bad)
+        for record in records:
+            record.shares = shared.get(record.node_index)
         self._register_fallbacks(records)
         vm = relax.VirtualMachine(executable, tvm.cpu())
         build = _Build(signature, executable, vm, records, time.perf_counter() - start)
@@ -100,7 +104,8 @@ class TVMExecutable:
         bad = {}
         for index, kernel in kernels.items():
             try:
-                tvm.compile(tvm.IRModule({kernel.name: kernel.func}), self.target.target)
+                func = kernel.func.with_attr("global_symbol", kernel.name)
+                tvm.compile(tvm.IRModule({kernel.name: func}), self.target.target)
             except Exception as e:  # noqa: BLE001
                 bad[index] = f"LLVM build failed: {str(e).strip().splitlines()[-1][:300]}"
         return bad
@@ -126,14 +131,16 @@ class TVMExecutable:
                          f"on the first call with it (built: {built})")
         for build in self._builds.values():
             falls = [r for r in build.records if r.fallback is not None]
+            unique = sum(1 for r in build.records if r.fallback is None and r.shares is None)
             lines.append(f"build for inputs {_sig_text(build.signature)}: {len(build.records)} kernels, "
-                         f"{len(build.records) - len(falls)} TIR, {len(falls)} on the interpreter "
-                         f"({build.seconds:.2f} s)")
+                         f"{len(build.records) - len(falls)} TIR ({unique} distinct), {len(falls)} on the "
+                         f"interpreter ({build.seconds:.2f} s)")
             for r in falls:
                 lines.append(f"  FALLBACK {r.name} [{r.ops}] runs on the reference interpreter: {r.fallback}")
             for r in build.records:
                 if r.fallback is None:
-                    lines.append(f"  {r.name} [{r.ops}]: {r.schedule}")
+                    shares = f" (same code as {r.shares})" if r.shares else ""
+                    lines.append(f"  {r.name} [{r.ops}]: {r.schedule}{shares}")
         return lines
 
     def fallbacks(self) -> list[KernelRecord]:
@@ -212,6 +219,8 @@ _ALIGN = 64  # TVM's kernels assume (and DLPack import checks) 64-byte aligned d
 
 def _to_tvm(a: np.ndarray) -> Any:
     """``a`` as a TVM tensor, sharing its memory when it is aligned, contiguous and writable."""
+    if a.dtype == DType.bf16.numpy:  # DLPack has no bfloat16: copy
+        return tvm.runtime.tensor(np.require(a, requirements="C"))
     if not (a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % _ALIGN == 0):
         raw = np.empty(a.nbytes + _ALIGN, np.uint8)
         start = -raw.ctypes.data % _ALIGN
@@ -223,6 +232,8 @@ def _to_tvm(a: np.ndarray) -> Any:
 
 def _from_tvm(t: Any) -> np.ndarray:
     """A fresh VM result as numpy without a copy (the array keeps the TVM tensor alive)."""
+    if str(t.dtype) == "bfloat16":  # DLPack has no bfloat16: copy
+        return t.numpy()
     return np.from_dlpack(t)
 
 

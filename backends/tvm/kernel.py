@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
-from tvm import te, tirx as tir
+from tvm import te
+from tvm import tirx as tir
 
 from ...ir.graph import CONST, FUSED, Node, Value
 from ...ir.types import TensorType
@@ -144,7 +145,9 @@ def build_kernel(node: Node, name: str, types: Mapping[Value, TensorType], const
     func, desc = schedule_kernel(func, anchor, sched, target)
     if len(anchors) > 1:
         desc = f"{len(anchors)} anchors, {desc}"
-    return Kernel(name, func.with_attr("global_symbol", name), [a for _, a in kept], desc)
+    # No global symbol: Relax's BlockBuilder then stores structurally equal kernels (repeated
+    # layers) once, and the build names each function after its first user.
+    return Kernel(name, func.without_attr("global_symbol"), [a for _, a in kept], desc)
 
 
 def _results(outs: list[te.Tensor], names: _Names) -> list[te.Tensor]:
@@ -152,6 +155,10 @@ def _results(outs: list[te.Tensor], names: _Names) -> list[te.Tensor]:
     fixed: list[te.Tensor] = []
     for t in outs:
         if isinstance(t.op, te.PlaceholderOp) or any(t.same_as(f) for f in fixed):
-            t = te.compute(t.shape, lambda *i, src=t: src[i], name=names("copy"))
+            t = _copy(t, names("copy"))
         fixed.append(t)
     return fixed
+
+
+def _copy(src: te.Tensor, name: str) -> te.Tensor:
+    return te.compute(src.shape, lambda *i: src[i], name=name)

@@ -8,8 +8,8 @@ Symbolic dims are first specialized to the concrete input shapes (``specialize``
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import tvm
@@ -33,6 +33,7 @@ class KernelRecord:
     ops: str
     schedule: str = ""
     fallback: str | None = None  # the reason, when the interpreter runs it
+    shares: str | None = None  # the kernel whose identical code this one calls
 
     def to_json(self) -> dict[str, object]:
         """A plain dict for the saved manifest."""
@@ -42,11 +43,12 @@ class KernelRecord:
 def specialize(graph: Graph, input_types: Sequence[TensorType]) -> dict[Value, TensorType]:
     """Concrete types of every value (fused bodies included) for inputs of ``input_types``."""
     types: dict[Value, TensorType] = dict(zip(graph.inputs, input_types))
-    _infer(graph.nodes, types)
+    infer_types(graph.nodes, types)
     return types
 
 
-def _infer(nodes: Sequence[Node], types: dict[Value, TensorType]) -> None:
+def infer_types(nodes: Sequence[Node], types: dict[Value, TensorType]) -> None:
+    """Add the types of ``nodes``' results (fused bodies included) to ``types``, which has their operands."""
     for node in nodes:
         if node.op == CONST:
             types[node.output] = node.output.type
@@ -54,7 +56,7 @@ def _infer(nodes: Sequence[Node], types: dict[Value, TensorType]) -> None:
         if node.op == FUSED:
             assert node.body is not None
             types.update(zip(node.body.inputs, (types[v] for v in node.inputs)))
-            _infer(node.body.nodes, types)
+            infer_types(node.body.nodes, types)
             outs = [types[v] for v in node.body.outputs]
         else:
             opdef = get_op(node.op)
@@ -105,12 +107,16 @@ def build_kernels(graph: Graph, types: Mapping[Value, TensorType], schedules: Ma
 
 
 def build_module(graph: Graph, types: Mapping[Value, TensorType], kernels: Mapping[int, Kernel],
-                 fallback_name: Callable[[int], str]) -> tvm.IRModule:
-    """The Relax IRModule running ``graph``: ``kernels`` by node index, the other nodes as fallbacks."""
+                 fallback_name: Callable[[int], str]) -> tuple[tvm.IRModule, dict[int, str]]:
+    """The Relax IRModule running ``graph``: ``kernels`` by node index, the other nodes as fallbacks.
+
+    Also returns, by node index, the kernels that call another kernel's identical PrimFunc.
+    """
     bb = relax.BlockBuilder()
     params = [relax.Var(v.name or f"in{i}", _sinfo(types[v])) for i, v in enumerate(graph.inputs)]
     env: dict[Value, relax.Expr] = dict(zip(graph.inputs, params))
     const_cache: dict[int, relax.Expr] = {}
+    shared: dict[int, str] = {}
 
     def const(data: np.ndarray) -> relax.Expr:
         # Keyed by identity: one weight used by several kernels is stored once.
@@ -132,7 +138,9 @@ def build_module(graph: Graph, types: Mapping[Value, TensorType], kernels: Mappi
                 out_sinfo = [_sinfo(types[v]) for v in node.outputs]
                 kernel = kernels.get(index)
                 if kernel is not None:
-                    gvar = bb.add_func(kernel.func, kernel.name)
+                    gvar = bb.add_func(kernel.func, kernel.name)  # an equal function is reused
+                    if gvar.name_hint != kernel.name:
+                        shared[index] = gvar.name_hint
                     call = relax.call_tir(gvar, [arg(a) for a in kernel.args], out_sinfo)
                 else:
                     call = relax.call_dps_packed(fallback_name(index), [env[v] for v in node.inputs], out_sinfo)
@@ -144,4 +152,4 @@ def build_module(graph: Graph, types: Mapping[Value, TensorType], kernels: Mappi
                         env[v] = bb.emit(relax.TupleGetItem(result, i))
             out = bb.emit_output(relax.Tuple([env[v] for v in graph.outputs]))
         bb.emit_func_output(out)
-    return bb.get()
+    return bb.get(), shared

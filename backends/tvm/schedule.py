@@ -7,8 +7,9 @@ so passes can build schedules without it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,9 +18,11 @@ class KernelSchedule:
 
     ``tile`` is the register tile of the kernel's anchor: ``(rows, cols)`` of the output for a
     matmul, ``(out-channel block, output-width block)`` for a convolution, ``(width block,)`` for a
-    depthwise convolution. ``vec`` is the vector width in elements of the innermost loops, ``par``
-    the number of threads (1 = serial), ``unroll`` the explicit unroll limit of inner loops and
-    ``pack`` whether constant weights are repacked into the blocked layout the tile reads.
+    depthwise convolution. ``vec`` is the vector width in elements of the generic (non-anchor)
+    inner loops. ``par`` is 1 to run serially, 2 or more to run the outer loops in parallel on
+    TVM's thread pool (sized once per process, one thread per core), 0 to decide by the amount of
+    work. ``unroll`` is the explicit unroll limit of inner loops and ``pack`` whether constant
+    weights are repacked into the blocked layout the tile reads.
     """
 
     tile: tuple[int, ...] = ()

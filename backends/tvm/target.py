@@ -28,6 +28,7 @@ class HostTarget:
     mattr: tuple[str, ...]
     cores: int
     vector_bits: int
+    threads: int  # TVM runtime threads that run parallel loops
 
     def lanes(self, dtype_bits: int = 32) -> int:
         """Elements of ``dtype_bits`` in one native vector register."""
@@ -36,7 +37,10 @@ class HostTarget:
     def describe(self) -> str:
         """One line: the target as the report shows it."""
         features = ",".join(a.lstrip("+") for a in self.mattr if "avx512" in a or a in ("+avx2", "+fma")) or "none"
-        return f"llvm -mcpu={self.mcpu} ({features}), {self.vector_bits}-bit vectors, {self.cores} threads"
+        threads = f"{self.threads} threads"
+        if self.threads < self.cores and "TVM_NUM_THREADS" not in os.environ:
+            threads += f" of {self.cores} cores (TVM's thread pool was started before graphopt sized it)"
+        return f"llvm -mcpu={self.mcpu} ({features}), {self.vector_bits}-bit vectors, {threads}"
 
 
 def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
@@ -49,6 +53,14 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
         if line.startswith("flags"):
             return set(line.split(":", 1)[1].split())
     return set()
+
+
+def size_thread_pool(cores: int) -> int:
+    """Give TVM's thread pool one thread per core (unless TVM_NUM_THREADS says otherwise); the count."""
+    # On x86 TVM halves the hardware thread count, assuming SMT; on 2 unshared cores that leaves
+    # one idle. The pool reads the variable once, when it starts (on the first parallel loop).
+    os.environ.setdefault("TVM_NUM_THREADS", str(cores))
+    return int(tvm.get_global_func("runtime.NumThreads")())
 
 
 def _cores() -> int:
@@ -76,4 +88,5 @@ def host_target() -> HostTarget:
     bits = codegen.llvm_get_vector_width(target)
     if bits <= 0:  # LLVM could not tell: fall back on the flags
         bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
-    return HostTarget(target, cpu, mattr, int(spec["num-cores"]), bits)  # type: ignore[arg-type]
+    cores = int(spec["num-cores"])  # type: ignore[call-overload]
+    return HostTarget(target, cpu, mattr, cores, bits, size_thread_pool(cores))

@@ -1,20 +1,27 @@
 """Default TIR loop schedules for one kernel, with ``tvm.s_tir.Schedule``.
 
 Every kernel first gets its injective steps inlined into their consumers. A kernel with an anchor
-(matmul, convolution, depthwise convolution) then gets a register-tiled loop nest for it: an
-accumulator tile in local memory, the innermost tile dimension vectorized, the next unrolled, the
-outer loops fused and run in parallel, and the epilogue (bias, activation, residual add, layout
-unpacking) computed per tile. Every other block gets the generic schedule: outer loops fused and
-parallel when the block has enough work, the innermost loop vectorized when it is contiguous.
+then gets a register-tiled loop nest for it: an accumulator tile in local memory, the innermost
+tile dimension vectorized, the next unrolled, the outer loops fused and run in parallel.
 
+* matmul: tile (rows x cols) of C, k innermost; column panels outermost so a packed B panel
+  stays in cache; the epilogue (bias, activation, residual) is folded into the tile's write-back.
+* conv2d: output computed NCHW[x]c (channel block = vector), tile (channel block x width block),
+  reduction over (c, kh, kw) inside; the epilogue unpacks to NCHW one output row at a time.
+* depthwise conv2d: a row vectorized along the width, the channel's padded plane computed just
+  before its rows (the op is memory-bound), the epilogue per output row.
+
+Every other block gets the generic schedule: outer loops fused and parallel when the block has
+enough work, the innermost loop vectorized (small window reductions put it inside the window).
 If a step fails the kernel falls back to the generic schedule, then to no schedule at all (still
 correct, single-threaded); ``schedule_kernel`` says which one it used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import tvm
 from tvm import tirx as tir
@@ -24,7 +31,7 @@ from .lower import Anchor
 from .schedule import KernelSchedule
 from .target import HostTarget
 
-PARALLEL_WORK = 1 << 18
+PARALLEL_WORK = 1 << 19
 """Loop iterations (spatial x reduction) below which a block runs on one thread: waking the thread
 pool costs several microseconds (more on a busy machine), more than such a block gains."""
 
@@ -43,18 +50,19 @@ def schedule_kernel(func: tir.PrimFunc, anchor: Anchor | None, sched: KernelSche
             _generic(sch, sched, target, skip=handled)
             return sch.mod["main"], desc
         except Exception as e:  # noqa: BLE001 - any schedule error leaves a correct fallback
-            notes.append(f"{anchor.kind} schedule failed: {_first_line(e)}")
+            notes.append(f"{anchor.kind} schedule failed: {_last_line(e)}")
     try:
         sch = Schedule(func)
         _auto_inline(sch)
         _generic(sch, sched, target, skip=set())
         return sch.mod["main"], "; ".join(notes + ["generic"])
     except Exception as e:  # noqa: BLE001
-        notes.append(f"generic schedule failed: {_first_line(e)}")
+        notes.append(f"generic schedule failed: {_last_line(e)}")
         return func, "; ".join(notes + ["unscheduled"])
 
 
-def _first_line(e: Exception) -> str:
+def _last_line(e: Exception) -> str:
+    # TVM puts the cause of an error on its last line.
     text = str(e).strip().splitlines()
     return (text[-1] if text else type(e).__name__)[:200]
 
@@ -66,15 +74,15 @@ def _blocks(sch: Schedule) -> list:
     return list(sch.get_child_blocks(sch.get_sblock("root")))
 
 
-def _name(sch: Schedule, block) -> str:  # noqa: ANN001 - a schedule random variable
+def _name(sch: Schedule, block) -> str:
     return sch.get(block).name_hint
 
 
-def _is_spatial(sch: Schedule, block) -> bool:  # noqa: ANN001
+def _is_spatial(sch: Schedule, block) -> bool:
     return all(int(iv.iter_type) == _DATA_PAR for iv in sch.get(block).iter_vars)
 
 
-def _extent(sch: Schedule, loop) -> int:  # noqa: ANN001
+def _extent(sch: Schedule, loop) -> int:
     return int(sch.get(loop).extent)
 
 
@@ -84,17 +92,16 @@ def _auto_inline(sch: Schedule) -> None:
         name = _name(sch, block)
         if "pad_keep" in name or "anchor" in name or not _is_spatial(sch, block):
             continue
-        try:
+        # Outputs and some access patterns cannot be inlined; they stay blocks of their own.
+        with contextlib.suppress(Exception):
             sch.compute_inline(block)
-        except Exception:  # noqa: BLE001 - outputs and some access patterns cannot be inlined
-            pass
 
 
 def _wants_parallel(work: int, sched: KernelSchedule) -> bool:
     return sched.par != 1 and (sched.par >= 2 or work >= PARALLEL_WORK)
 
 
-def _vectorize_inner(sch: Schedule, loop, lanes: int) -> bool:  # noqa: ANN001
+def _vectorize_inner(sch: Schedule, loop, lanes: int) -> bool:
     """Vectorize ``loop`` (split by ``lanes`` when it is a multiple); True when it was."""
     extent = _extent(sch, loop)
     if extent >= lanes and extent % lanes == 0:
@@ -102,13 +109,15 @@ def _vectorize_inner(sch: Schedule, loop, lanes: int) -> bool:  # noqa: ANN001
             _, loop = sch.split(loop, [None, lanes])
         sch.vectorize(loop)
         return True
-    if 2 <= extent <= 4 * lanes:
+    # A short odd-sized row is one (partial) vector; a longer one is left to LLVM's loop
+    # vectorizer, which handles the remainder (and strided loads) better than TVM's.
+    if 2 <= extent <= 2 * lanes:
         sch.vectorize(loop)
         return True
     return False
 
 
-def _annotate_unroll(sch: Schedule, loop, sched: KernelSchedule) -> None:  # noqa: ANN001
+def _annotate_unroll(sch: Schedule, loop, sched: KernelSchedule) -> None:
     if sched.unroll:
         sch.annotate(loop, "pragma_auto_unroll_max_step", sched.unroll)
         sch.annotate(loop, "pragma_unroll_explicit", 1)
@@ -125,20 +134,22 @@ def _generic(sch: Schedule, sched: KernelSchedule, target: HostTarget, skip: set
             _generic_reduction(sch, block, sched, target)
 
 
-def _generic_spatial(sch: Schedule, block, sched: KernelSchedule, target: HostTarget) -> None:  # noqa: ANN001
+def _generic_spatial(sch: Schedule, block, sched: KernelSchedule, target: HostTarget) -> None:
     loops = sch.get_loops(block)
     work = math.prod(_extent(sch, lp) for lp in loops)
     lanes = sched.vec or target.lanes(_bits(sch, block))
     inner = loops[-1]
     extent = _extent(sch, inner)
-    outer = list(loops)
     if _vectorize_inner(sch, inner, lanes):
         # The loops above the vector loop (with the split's outer part) may run in parallel.
         outer = list(sch.get_loops(block)[:-1]) if extent > lanes and extent % lanes == 0 else list(loops[:-1])
+    else:
+        # Left out of the parallel loop, a plain innermost loop is one LLVM can still vectorize.
+        outer = list(loops[:-1]) if len(loops) > 1 else list(loops)
     _parallelize(sch, outer, work, sched, block)
 
 
-def _generic_reduction(sch: Schedule, block, sched: KernelSchedule, target: HostTarget) -> None:  # noqa: ANN001
+def _generic_reduction(sch: Schedule, block, sched: KernelSchedule, target: HostTarget) -> None:
     loops = sch.get_loops(block)
     n_spatial = sum(1 for iv in sch.get(block).iter_vars if int(iv.iter_type) == _DATA_PAR)
     spatial, reduce = list(loops[:n_spatial]), list(loops[n_spatial:])
@@ -158,7 +169,7 @@ def _generic_reduction(sch: Schedule, block, sched: KernelSchedule, target: Host
     _parallelize(sch, spatial, work, sched, block)
 
 
-def _parallelize(sch: Schedule, outer: list, work: int, sched: KernelSchedule, block) -> None:  # noqa: ANN001
+def _parallelize(sch: Schedule, outer: list, work: int, sched: KernelSchedule, block) -> None:
     if outer and _wants_parallel(work, sched):
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         sch.parallel(fused)
@@ -167,32 +178,28 @@ def _parallelize(sch: Schedule, outer: list, work: int, sched: KernelSchedule, b
         _annotate_unroll(sch, sch.get_loops(block)[0], sched)
 
 
-def _bits(sch: Schedule, block) -> int:  # noqa: ANN001
+def _bits(sch: Schedule, block) -> int:
     writes = sch.get(block).writes
     if not writes:
         return 32
     return max(8, tvm.DataType(str(writes[0].source.dtype)).bits)
 
 
-def _epilogue(sch: Schedule, writeback, at_loop, lanes: int) -> None:  # noqa: ANN001
+def _epilogue(sch: Schedule, writeback, at_loop, lanes: int) -> None:
     """Fold the consumers of ``writeback`` into it, or compute them per tile at ``at_loop``."""
-    while True:
-        consumers = sch.get_consumers(writeback)
-        if not consumers:
-            return
+    consumers = sch.get_consumers(writeback)
+    while consumers:
         try:
             sch.reverse_compute_inline(consumers[0])
-            continue
         except Exception:  # noqa: BLE001 - a non-trivial access (e.g. a reshape) cannot inline
-            pass
-        for c in consumers:
-            sch.reverse_compute_at(c, at_loop)
-            inner = sch.get_loops(c)[-1]
-            _vectorize_inner(sch, inner, lanes)
-        return
+            break
+        consumers = sch.get_consumers(writeback)
+    for c in consumers:
+        sch.reverse_compute_at(c, at_loop)
+        _vectorize_inner(sch, sch.get_loops(c)[-1], lanes)
 
 
-def _tile_blocks(sch: Schedule, outer) -> set[str]:  # noqa: ANN001
+def _tile_blocks(sch: Schedule, outer) -> set[str]:
     return {_name(sch, b) for b in sch.get_child_blocks(outer)}
 
 
@@ -256,19 +263,27 @@ def _dwconv2d(sch: Schedule, anchor: Anchor, sched: KernelSchedule, target: Host
     n, c, i, j, rh, rw = sch.get_loops(block)
     work = math.prod(_extent(sch, lp) for lp in (n, c, i, j, rh, rw))
     lanes = sched.vec or target.lanes()
-    wo = _extent(sch, j)
-    owb = anchor.tile[0] if anchor.tile else (lanes if wo % lanes == 0 else wo if wo <= 2 * lanes else lanes)
+    (owb,) = anchor.tile  # the lowering rounded the row up to a multiple of it
     jo, ji = sch.split(j, [None, owb])
     sch.reorder(n, c, i, jo, rh, rw, ji)
     acc = sch.cache_write(block, 0, "local")
     sch.reverse_compute_at(acc, jo)
     sch.vectorize(sch.get_loops(acc)[-1])
-    _epilogue(sch, acc, jo, lanes)
-    outer = sch.fuse(n, c, i)
+    # The epilogue keeps the row's valid columns, one output row at a time.
+    for consumer in sch.get_consumers(acc):
+        sch.reverse_compute_at(consumer, i)
+        _vectorize_inner(sch, sch.get_loops(consumer)[-1], lanes)
+    outer = sch.fuse(n, c)
     if _wants_parallel(work, sched):
         sch.parallel(outer)
     sch.vectorize(ji)
     sch.decompose_reduction(block, rh)
+    # The op is memory-bound: pad each channel's plane just before its rows are computed, while
+    # it is in cache, instead of in a separate pass over the whole tensor.
+    # (Its loops are left to LLVM's vectorizer: vectorizing the bounds check in TVM gains nothing.)
+    for producer in sch.get_producers(block):
+        if "pad_keep" in _name(sch, producer):
+            sch.compute_at(producer, outer)
     _annotate_unroll(sch, outer, sched)
     return f"depthwise conv2d tile=[{owb}]", _tile_blocks(sch, outer)
 

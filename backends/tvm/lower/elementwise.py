@@ -1,0 +1,244 @@
+"""Lowerings of elementwise and broadcasting ops: math, activations, comparisons, logic, casts."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tvm.tirx as tir
+from tvm import te
+
+from .base import (
+    NARROW,
+    LowerContext,
+    LoweringError,
+    const,
+    dtype_of,
+    elementwise,
+    is_float,
+    lowers,
+    static_shape,
+    type_of,
+    widen,
+)
+
+# --------------------------------------------------------------------------- elementwise, one operand
+
+
+def _gelu(x: tir.PrimExpr, approximate: str) -> tir.PrimExpr:
+    f = type_of(x)
+    if approximate == "tanh":
+        inner = const(math.sqrt(2 / math.pi), f) * (x + const(0.044715, f) * x * x * x)
+        return const(0.5, f) * x * (const(1.0, f) + tir.tanh(inner))
+    return const(0.5, f) * x * (const(1.0, f) + tir.erf(x * const(1 / math.sqrt(2), f)))
+
+
+def _softplus(x: tir.PrimExpr) -> tir.PrimExpr:
+    # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): no overflow for large x (numpy's logaddexp).
+    zero = const(0.0, type_of(x))
+    return tir.max(x, zero) + tir.log1p(tir.exp(-tir.abs(x)))
+
+
+def _sigmoid(x: tir.PrimExpr) -> tir.PrimExpr:
+    # exp(-|x|) never overflows, so tiny results keep their accuracy (as the reference).
+    one = const(1.0, type_of(x))
+    e = tir.exp(-tir.abs(x))
+    return tir.Select(x >= const(0.0, type_of(x)), one / (one + e), e / (one + e))
+
+
+def _elu(x: tir.PrimExpr, alpha: float) -> tir.PrimExpr:
+    f = type_of(x)
+    return tir.Select(x > const(0.0, f), x, const(alpha, f) * (tir.exp(tir.min(x, const(0.0, f))) - const(1.0, f)))
+
+
+def _relu(x: tir.PrimExpr) -> tir.PrimExpr:
+    # Select keeps NaN (NaN < 0 is false), as numpy's maximum does; LLVM's max would drop it.
+    zero = const(0, type_of(x))
+    return tir.Select(x < zero, zero, x)
+
+
+def _clip(x: tir.PrimExpr, lo: float | None, hi: float | None, np_dtype: np.dtype) -> tir.PrimExpr:
+    # Bounds are converted to the operand's type first, as the reference does for integer clips.
+    if lo is not None:
+        bound = const(np.asarray(lo).astype(np_dtype).item(), type_of(x))
+        x = tir.Select(x < bound, bound, x)
+    if hi is not None:
+        bound = const(np.asarray(hi).astype(np_dtype).item(), type_of(x))
+        x = tir.Select(x > bound, bound, x)
+    return x
+
+
+def _sign(x: tir.PrimExpr) -> tir.PrimExpr:
+    one, zero = const(1, type_of(x)), const(0, type_of(x))
+    if type_of(x).startswith("uint"):
+        return tir.Select(x > zero, one, zero)
+    return tir.Select(x > zero, one, tir.Select(x < zero, const(-1, type_of(x)), x))  # x keeps 0 and NaN
+
+
+def _f(v: float) -> Callable[[tir.PrimExpr], tir.PrimExpr]:
+    return lambda x: const(v, type_of(x))
+
+
+# op -> f(x, attrs) on the widened element.
+UNARY: dict[str, Callable[[tir.PrimExpr, Mapping[str, Any]], tir.PrimExpr]] = {
+    "math.neg": lambda x, a: -x,
+    "math.abs": lambda x, a: x if type_of(x).startswith("uint") else tir.abs(x),
+    "math.exp": lambda x, a: tir.exp(x),
+    "math.log": lambda x, a: tir.log(x),
+    "math.sqrt": lambda x, a: tir.sqrt(x),
+    "math.rsqrt": lambda x, a: _f(1.0)(x) / tir.sqrt(x),
+    "math.reciprocal": lambda x, a: _f(1.0)(x) / x,
+    "math.erf": lambda x, a: tir.erf(x),
+    "math.tanh": lambda x, a: tir.tanh(x),
+    "math.sin": lambda x, a: tir.sin(x),
+    "math.cos": lambda x, a: tir.cos(x),
+    "math.floor": lambda x, a: tir.floor(x),
+    "math.ceil": lambda x, a: tir.ceil(x),
+    "math.round": lambda x, a: tir.nearbyint(x),  # round-half-to-even under the default FP mode
+    "math.sign": lambda x, a: _sign(x),
+    "logic.not": lambda x, a: tir.Not(x),
+    "nn.relu": lambda x, a: _relu(x),
+    "nn.leaky_relu": lambda x, a: tir.Select(x >= _f(0.0)(x), x, x * _f(a["alpha"])(x)),
+    "nn.elu": lambda x, a: _elu(x, a["alpha"]),
+    "nn.selu": lambda x, a: _f(a["gamma"])(x) * _elu(x, a["alpha"]),
+    "nn.sigmoid": lambda x, a: _sigmoid(x),
+    "nn.hard_sigmoid": lambda x, a: _clip(_f(a["alpha"])(x) * x + _f(a["beta"])(x), 0.0, 1.0, np.dtype(type_of(x))),
+    "nn.hard_swish": lambda x, a: x * _clip(x / _f(6.0)(x) + _f(0.5)(x), 0.0, 1.0, np.dtype(type_of(x))),
+    "nn.softplus": lambda x, a: _softplus(x),
+    "nn.gelu": lambda x, a: _gelu(x, a["approximate"]),
+    "nn.silu": lambda x, a: x * _sigmoid(x),
+    "nn.mish": lambda x, a: x * tir.tanh(_softplus(x)),
+    "tensor.identity": lambda x, a: x,
+    "nn.dropout": lambda x, a: x,
+}
+
+
+@lowers(*UNARY)
+def _lower_unary(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerContext) -> list[te.Tensor]:
+    (x,), out = args, ctx.out_types[0]
+    fn, dtype = UNARY[ctx.op], dtype_of(out)
+    wide = widen(dtype)
+
+    def body(v: tir.PrimExpr) -> tir.PrimExpr:
+        return fn(tir.Cast(wide, v) if wide != dtype else v, attrs)
+
+    return [elementwise(ctx.names("unary"), static_shape(out), [x], dtype, body)]
+
+
+@lowers("math.clip")
+def _lower_clip(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerContext) -> list[te.Tensor]:
+    out = ctx.out_types[0]
+    np_dtype = out.dtype.numpy
+    return [elementwise(ctx.names("clip"), static_shape(out), args, dtype_of(out),
+                         lambda x: _clip(x, attrs.get("min"), attrs.get("max"), np_dtype))]
+
+
+@lowers("tensor.cast")
+def _lower_cast(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerContext) -> list[te.Tensor]:
+    out, src = ctx.out_types[0], dtype_of(ctx.in_types[0])
+    dst = dtype_of(out)
+
+    def body(x: tir.PrimExpr) -> tir.PrimExpr:
+        if dst == "bool":
+            return x != const(0, src)  # nonzero is true, as numpy's astype(bool)
+        if src in NARROW and dst != "float32":
+            x = tir.Cast("float32", x)
+        if is_float(type_of(x)) and not is_float(dst):
+            x = tir.trunc(x)  # toward zero, as the reference (and C)
+        return x
+
+    return [elementwise(ctx.names("cast"), static_shape(out), args, dst, body)]
+
+
+# ------------------------------------------------------------------------- broadcasting, two operands
+
+
+def _safe_int_div(a: tir.PrimExpr, b: tir.PrimExpr, fn: Callable[..., tir.PrimExpr]) -> tir.PrimExpr:
+    # numpy gives 0 for integer division by zero; a bare idiv would trap, so the divisor is
+    # replaced before dividing (Select evaluates both arms).
+    zero, one = const(0, type_of(b)), const(1, type_of(b))
+    return tir.Select(b == zero, zero, fn(a, tir.Select(b == zero, one, b)))
+
+
+def _div(a: tir.PrimExpr, b: tir.PrimExpr) -> tir.PrimExpr:
+    return a / b if is_float(type_of(a)) else _safe_int_div(a, b, tir.truncdiv)
+
+
+def _mod(a: tir.PrimExpr, b: tir.PrimExpr, fmod: bool) -> tir.PrimExpr:
+    if not is_float(type_of(a)):
+        return _safe_int_div(a, b, tir.truncmod if fmod else tir.floormod)
+    # LLVM has no fmod intrinsic TVM can call; in float64 the truncated quotient of two float32
+    # values is exact enough that this equals C's fmod.
+    a64, b64 = tir.Cast("float64", a), tir.Cast("float64", b)
+    r = tir.Cast(type_of(a), a64 - tir.trunc(a64 / b64) * b64)
+    if fmod:
+        return r
+    zero = const(0.0, type_of(a))
+    # Python's %: the remainder takes the divisor's sign (numpy.mod).
+    return tir.Select(tir.And(r != zero, (r < zero) != (b < zero)), r + b, r)
+
+
+def _max(a: tir.PrimExpr, b: tir.PrimExpr, pick_a: Callable[..., tir.PrimExpr]) -> tir.PrimExpr:
+    if not is_float(type_of(a)):
+        return tir.Select(pick_a(a, b), a, b)
+    # NaN in either operand propagates, as in numpy.maximum/minimum.
+    return tir.Select(tir.isnan(b), b, tir.Select(tir.Or(pick_a(a, b), tir.isnan(a)), a, b))
+
+
+BINARY: dict[str, Callable[[tir.PrimExpr, tir.PrimExpr, Mapping[str, Any]], tir.PrimExpr]] = {
+    "math.add": lambda a, b, at: a + b,
+    "math.sub": lambda a, b, at: a - b,
+    "math.mul": lambda a, b, at: a * b,
+    "math.div": lambda a, b, at: _div(a, b),
+    "math.max": lambda a, b, at: _max(a, b, lambda x, y: x > y),
+    "math.min": lambda a, b, at: _max(a, b, lambda x, y: x < y),
+    "math.mod": lambda a, b, at: _mod(a, b, at["fmod"]),
+    "nn.prelu": lambda x, s, at: tir.Select(x >= const(0, type_of(x)), x, x * s),
+    "cmp.equal": lambda a, b, at: a == b,
+    "cmp.less": lambda a, b, at: a < b,
+    "cmp.less_equal": lambda a, b, at: a <= b,
+    "cmp.greater": lambda a, b, at: a > b,
+    "cmp.greater_equal": lambda a, b, at: a >= b,
+    "logic.and": lambda a, b, at: tir.And(a, b),
+    "logic.or": lambda a, b, at: tir.Or(a, b),
+    # LLVM rejects != on vectors of i1 (TVM emits a float compare), so xor is spelled out.
+    "logic.xor": lambda a, b, at: tir.Or(tir.And(a, tir.Not(b)), tir.And(tir.Not(a), b)),
+}
+
+
+@lowers(*BINARY)
+def _lower_binary(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerContext) -> list[te.Tensor]:
+    fn, out = BINARY[ctx.op], ctx.out_types[0]
+    src = dtype_of(ctx.in_types[0])
+    wide = widen(src)
+
+    def body(a: tir.PrimExpr, b: tir.PrimExpr) -> tir.PrimExpr:
+        if wide != src:
+            a, b = tir.Cast(wide, a), tir.Cast(wide, b)
+        return fn(a, b, attrs)
+
+    return [elementwise(ctx.names("binary"), static_shape(out), args, dtype_of(out), body)]
+
+
+@lowers("math.pow")
+def _lower_pow(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerContext) -> list[te.Tensor]:
+    out = ctx.out_types[0]
+    dtype = dtype_of(out)
+    if not is_float(dtype):
+        raise LoweringError(f"math.pow of integer base {ctx.in_types[0]} (LLVM has only a float pow)")
+    wide = widen(dtype)
+
+    def body(a: tir.PrimExpr, b: tir.PrimExpr) -> tir.PrimExpr:
+        # The exponent is converted to the base's type first, as the reference does.
+        b = tir.Cast(dtype, b) if type_of(b) != dtype else b
+        return tir.power(tir.Cast(wide, a), tir.Cast(wide, b))
+
+    return [elementwise(ctx.names("pow"), static_shape(out), args, dtype, body)]
+
+
+@lowers("tensor.where")
+def _lower_where(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerContext) -> list[te.Tensor]:
+    out = ctx.out_types[0]
+    return [elementwise(ctx.names("where"), static_shape(out), args, dtype_of(out), lambda c, a, b: tir.Select(c, a, b))]
