@@ -3,8 +3,10 @@ backends. No compiler logic lives here."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -20,10 +22,14 @@ from .ir.analysis import format_bytes, format_count, summarize
 from .ir.graph import Graph
 from .ir.parser import parse_ir
 from .ir.printer import print_graph_with_constants
-from .passes import PassContext, PassError, run_passes
+from .passes.tuning_db import cache_dir
+from .passes import PassContext, PassError, parse_pipeline, run_passes
+from .passes.schedule import parse_tune
 from .passes.schedule_order import MemoryBudgetError, pareto_points
 
 DEFAULT_PASSES = "canonicalize"
+TVM_PASSES = "canonicalize,fuse,schedule{{tune={tune}}}"  # kernels for TVM, each with a searched schedule
+DEFAULT_TUNE = "fast"
 ARTIFACT_FORMAT = 1
 
 
@@ -96,6 +102,11 @@ class CompiledModel:
             z.writestr("graph.gir", text)
             z.writestr("constants.npz", buf.getvalue())
             z.writestr("meta.json", json.dumps(meta, indent=1))
+            saver = getattr(self._exe, "save", None)
+            if saver is not None:  # compiled code travels with the graph, so load() need not rebuild
+                with tempfile.TemporaryDirectory() as tmp:
+                    for f in sorted(Path(saver(tmp)).iterdir()):
+                        z.write(f, f"backend/{f.name}")
         return path
 
 
@@ -106,24 +117,31 @@ def compile(
     target: str = "cpu",
     backend: str = "auto",
     passes: str | None = None,
+    tune: str | float | None = None,
     dump_ir: str | Path | None = None,
     dynamic_batch: bool = False,
     peak_memory_budget: int | None = None,
 ) -> CompiledModel:
     """Compile ``model`` (nn.Module, ExportedProgram, ONNX path or ModelProto, or Graph).
 
-    ``passes`` is a pipeline spec (default ``"canonicalize"``); ``dump_ir`` writes one numbered IR
-    file per pass into that folder. ``peak_memory_budget`` (bytes) appends ``reorder{budget=...}``:
+    ``passes`` is a pipeline spec (default ``"canonicalize,fuse,schedule"`` when TVM builds the
+    model, ``"canonicalize"`` otherwise); ``dump_ir`` writes one numbered IR file per pass into
+    that folder. ``tune`` (``"none"``, ``"fast"``, ``"full"`` or seconds; default ``"fast"``) is how
+    hard the ``schedule`` pass searches kernel schedules that the tuning database does not have yet. ``peak_memory_budget`` (bytes) appends ``reorder{budget=...}``:
     the fastest execution order found within the budget; the report lists the Pareto points, and a
     budget below the lower bound raises ValueError.
     """
     if target != "cpu":
         raise ValueError(f"unknown target '{target}' (available: cpu)")
     start = time.perf_counter()
+    tune_text = _tune_option(tune)
     graph = import_model(model, example_inputs, dynamic_batch=dynamic_batch)
     before = summarize(graph).nodes
-    pipeline = passes if passes is not None else DEFAULT_PASSES
-    ctx = PassContext()
+    tvm = _builds_with_tvm(backend)
+    pipeline = passes if passes is not None else TVM_PASSES.format(tune=tune_text) if tvm else DEFAULT_PASSES
+    if passes is not None and tune is not None and "schedule" not in {p.name for p in parse_pipeline(passes)}:
+        pipeline = ",".join(filter(None, [passes, f"schedule{{tune={tune_text}}}"]))
+    ctx = tvm_pass_context() if tvm else PassContext()
     if peak_memory_budget is not None:
         pipeline = ",".join(filter(None, [pipeline, f"reorder{{budget={int(peak_memory_budget)}}}"]))
     try:
@@ -144,6 +162,36 @@ def compile(
     return CompiledModel(graph, exe, report)
 
 
+def _tune_option(tune: str | float | None) -> str:
+    """``tune`` as the ``schedule`` pass spells it; ValueError for anything else."""
+    text = DEFAULT_TUNE if tune is None else str(tune)
+    parse_tune(text)
+    return text
+
+
+def _builds_with_tvm(backend: str) -> bool:
+    """True when ``backend`` will build with TVM (``auto`` does when TVM imports)."""
+    if backend != "auto":
+        return backend == "tvm"
+    from .backends.tvm import TVMUnavailableError, require_tvm
+
+    try:
+        require_tvm()
+    except TVMUnavailableError:
+        return False
+    return True
+
+
+def tvm_pass_context() -> PassContext:
+    """A pass context with the TVM backend's host target and kernel timing hook (``schedule`` uses both)."""
+    from .backends.tvm.measure import TVMKernelMeasurer
+    from .backends.tvm.target import host_target
+
+    # One run per repeat: tuning builds dominate, and a median of 5 is steady enough to rank.
+    measure = TVMKernelMeasurer(number=1, repeat=5, min_repeat_ms=1)
+    return PassContext(target=str(host_target().target), measure=measure)
+
+
 def load(path: str | Path) -> CompiledModel:
     """Open a ``.gopt`` artifact written by ``CompiledModel.save`` (no recompilation)."""
     path = Path(path)
@@ -159,7 +207,27 @@ def load(path: str | Path) -> CompiledModel:
         raise ValueError(f"{path}: artifact format {meta.get('format')} is not {ARTIFACT_FORMAT}; recompile it")
     graph = parse_ir(text, consts)
     report = CompileReport(**meta["report"])
-    return CompiledModel(graph, build(graph, meta["backend"]), report)
+    return CompiledModel(graph, _load_executable(path, graph, meta["backend"]), report)
+
+
+def _load_executable(path: Path, graph: Graph, backend: str) -> Executable:
+    """The artifact's saved backend build, unpacked into the cache (keyed by content), or a rebuild."""
+    with zipfile.ZipFile(path) as z:
+        members = [n for n in z.namelist() if n.startswith("backend/")]
+        if backend != "tvm" or not members:
+            return build(graph, backend)
+        digest = hashlib.sha256(b"".join(z.getinfo(n).filename.encode() + str(z.getinfo(n).CRC).encode()
+                                         for n in members)).hexdigest()[:16]
+        folder = cache_dir() / "artifacts" / digest
+        if not (folder / "manifest.json").exists():
+            z.extractall(folder.parent / f".{digest}.tmp", members)
+            (folder.parent / f".{digest}.tmp" / "backend").rename(folder)
+    from .backends.tvm import require_tvm
+
+    require_tvm()
+    from .backends.tvm.executable import TVMExecutable
+
+    return TVMExecutable.load(folder, graph)
 
 
 def _to_numpy(x: Any) -> np.ndarray:

@@ -70,7 +70,7 @@ class GraphSummary:
             f"graph @{self.name}",
             f"  inputs      {', '.join(self.inputs)}",
             f"  outputs     {', '.join(self.outputs)}",
-            f"  nodes       {self.nodes} ({ops})",
+            f"  nodes       {self.nodes} at top level; ops: {ops}",
             f"  parameters  {self.parameters:,} ({format_bytes(self.parameter_bytes)})",
             f"  FLOPs       {format_count(self.flops)} per run",
             f"  peak activation memory  {format_bytes(self.peak_activation_bytes)} (in the current order)",
@@ -84,7 +84,7 @@ def summarize(graph: Graph, bindings: dict[str, int] | None = None) -> GraphSumm
     profile = live_bytes_per_step(graph, bindings)
     return GraphSummary(
         name=graph.name,
-        nodes=sum(counts.values()),
+        nodes=sum(1 for n in graph.nodes if n.op != CONST),  # top level: a fused kernel counts once
         op_counts=counts,
         parameters=int(sum(c.size for c in consts)),
         parameter_bytes=int(sum(c.nbytes for c in consts)),

@@ -6,7 +6,13 @@ this folder on ``sys.path``; tests write ``from models import make_model``.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Tests must not read or grow the user's tuning database and artifact cache.
+if "GRAPHOPT_CACHE_DIR" not in os.environ:
+    os.environ["GRAPHOPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="graphopt-test-cache-")
