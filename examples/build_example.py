@@ -50,14 +50,20 @@ class TinyResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
-def build(path: Path = OUT) -> Path:
-    """Export the seeded model to ``path``."""
+def make_model() -> TinyResNet:
+    """The seeded model (the same weights every time)."""
     torch.manual_seed(0)
     model = TinyResNet().eval()
     for m in model.modules():  # non-trivial BN statistics, so BN folding has real work to do
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def build(path: Path = OUT) -> Path:
+    """Export the seeded model to ``path``."""
+    model = make_model()
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
