@@ -22,14 +22,17 @@ from .ir.analysis import format_bytes, format_count, summarize
 from .ir.graph import Graph
 from .ir.parser import parse_ir
 from .ir.printer import print_graph_with_constants
-from .passes.tuning_db import cache_dir
 from .passes import PassContext, PassError, parse_pipeline, run_passes
+from .passes.base import CostPredictor
+from .passes.quantize import quantization_report, with_quantization
 from .passes.schedule import parse_tune
 from .passes.schedule_order import MemoryBudgetError, pareto_points
+from .passes.tuning_db import cache_dir
 
 DEFAULT_PASSES = "canonicalize"
 TVM_PASSES = "canonicalize,fuse,schedule{{tune={tune}}}"  # kernels for TVM, each with a searched schedule
 DEFAULT_TUNE = "fast"
+COST_MODEL_PASSES = frozenset({"fuse", "schedule"})  # passes that consult ctx.cost_model
 ARTIFACT_FORMAT = 1
 
 
@@ -47,6 +50,7 @@ class CompileReport:
     backend_notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     memory: dict[str, Any] = field(default_factory=dict)  # peak-memory budget and the order Pareto points
+    quantization: list[dict[str, Any]] = field(default_factory=list)  # per layer: precision and why
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (``--json``)."""
@@ -61,6 +65,9 @@ class CompileReport:
             lines.append(f"  pass {p['name']:<14} {p['seconds'] * 1e3:8.1f} ms  {p.get('summary', '')}".rstrip())
         lines.append(f"  backend {self.backend}")
         lines += [f"    {note}" for note in self.backend_notes]
+        if self.quantization:
+            lines.append("  quantization (layer: choice, why):")
+            lines += [f"    {'+' if q['quantized'] else '-'} {q['layer']}: {q['reason']}" for q in self.quantization]
         if self.memory:
             lines.append(f"  peak memory budget {format_bytes(self.memory['budget_bytes'])}; orders (peak, predicted time):")
             lines += [f"    {p['order']:<24} {format_bytes(p['peak_bytes']):>10} {p['predicted_us']:>12,.1f} us"
@@ -121,15 +128,26 @@ def compile(
     dump_ir: str | Path | None = None,
     dynamic_batch: bool = False,
     peak_memory_budget: int | None = None,
+    quantize: str | None = None,
+    calibration: Any = None,
+    max_accuracy_drop: float | None = None,
+    metric: Any = None,
 ) -> CompiledModel:
     """Compile ``model`` (nn.Module, ExportedProgram, ONNX path or ModelProto, or Graph).
 
     ``passes`` is a pipeline spec (default ``"canonicalize,fuse,schedule"`` when TVM builds the
     model, ``"canonicalize"`` otherwise); ``dump_ir`` writes one numbered IR file per pass into
     that folder. ``tune`` (``"none"``, ``"fast"``, ``"full"`` or seconds; default ``"fast"``) is how
-    hard the ``schedule`` pass searches kernel schedules that the tuning database does not have yet. ``peak_memory_budget`` (bytes) appends ``reorder{budget=...}``:
-    the fastest execution order found within the budget; the report lists the Pareto points, and a
-    budget below the lower bound raises ValueError.
+    hard the ``schedule`` pass searches kernel schedules that the tuning database does not have yet.
+    ``peak_memory_budget`` (bytes) appends ``reorder{budget=...}``: the fastest execution order
+    found within the budget; the report lists the Pareto points, and a budget below the lower bound
+    raises ValueError.
+
+    ``quantize="int8"`` quantizes every conv / matmul / gemm with constant weights to int8 (integer
+    kernels; activations static from ``calibration`` samples when given, else dynamic);
+    ``quantize="auto"`` picks int8 / bf16 / f32 per layer within ``max_accuracy_drop`` (default
+    0.01) of ``metric(outputs per sample) -> score`` when given, else of the outputs' relative
+    error, measured on the ``calibration`` samples. See ``passes/quantize.py``.
     """
     if target != "cpu":
         raise ValueError(f"unknown target '{target}' (available: cpu)")
@@ -142,8 +160,11 @@ def compile(
     if passes is not None and tune is not None and "schedule" not in {p.name for p in parse_pipeline(passes)}:
         pipeline = ",".join(filter(None, [passes, f"schedule{{tune={tune_text}}}"]))
     ctx = tvm_pass_context() if tvm else PassContext()
+    ctx.cost_model = _cost_model(pipeline)
     if peak_memory_budget is not None:
         pipeline = ",".join(filter(None, [pipeline, f"reorder{{budget={int(peak_memory_budget)}}}"]))
+    if quantize is not None:
+        pipeline = with_quantization(parse_pipeline(pipeline), graph, quantize, calibration, max_accuracy_drop, metric)
     try:
         graph, pass_log = run_passes(graph, pipeline, dump_ir=dump_ir, ctx=ctx)
     except PassError as e:
@@ -158,8 +179,19 @@ def compile(
         seconds=time.perf_counter() - start,
         memory={"budget_bytes": int(peak_memory_budget), "pareto": pareto_points(ctx)}
         if peak_memory_budget is not None else {},
+        quantization=quantization_report(ctx) if quantize is not None else [],
     )
     return CompiledModel(graph, exe, report)
+
+
+def _cost_model(pipeline: str) -> CostPredictor | None:
+    """The default cost model when a pass of ``pipeline`` consults one (importing XGBoost takes a
+    second or two); None, with a warning that passes fall back to measuring, when it cannot load."""
+    if not {p.name for p in parse_pipeline(pipeline)} & COST_MODEL_PASSES:
+        return None
+    from .costmodel import default_model_or_none
+
+    return default_model_or_none()
 
 
 def _tune_option(tune: str | float | None) -> str:

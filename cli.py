@@ -1,11 +1,13 @@
 """The ``graphopt`` command line.
 
     graphopt inspect MODEL [--passes SPEC] [--dump-ir DIR] [--memory [--plot FILE.png]] [--json]
-    graphopt optimize IN.onnx -o OUT.onnx [--passes SPEC]
-    graphopt run MODEL [--inputs random|FILE.npz] [--output FILE.npz]
-    graphopt compile MODEL -o OUT.gopt [--passes SPEC]
+    graphopt optimize IN.onnx -o OUT.onnx [--passes SPEC] [--quantize int8 [--calibration DATA.npz]]
+    graphopt run MODEL [--inputs random|FILE.npz] [--output FILE.npz] [--tune MODE]
+    graphopt compile MODEL -o OUT.gopt [--passes SPEC] [--tune MODE]
+    graphopt tune MODEL [--budget SECONDS] [--json]
     graphopt explain MODEL [--passes SPEC] [--node TEXT] [--json]
     graphopt bench MODEL... [--systems LIST] [--runs N] [--json FILE] [--plot FILE.png]
+    graphopt costmodel {collect,train,eval,adapt} DATA.jsonl [--json]   (see costmodel/commands.py)
 
 Bad input (missing file, not a model, unsupported op, wrong input shape) prints one line and exits
 with status 2; ``--debug`` shows the traceback instead.
@@ -46,15 +48,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_user_error(e: Exception) -> bool:
+    from .backends.tvm import TVMUnavailableError
     from .frontends.errors import FrontendError
     from .ir.interpreter import InputError
     from .ir.parser import IRParseError
 
-    user_errors: tuple[type[BaseException], ...] = (FrontendError, InputError, IRParseError, FileNotFoundError)
+    user_errors: tuple[type[BaseException], ...] = (FrontendError, InputError, IRParseError, FileNotFoundError,
+                                                    TVMUnavailableError)
     try:
         from .passes import PassError, PassSpecError
 
         user_errors += (PassSpecError,)
+        from .passes.quantize import QuantizeError
+
+        user_errors += (QuantizeError,)
+        if isinstance(e, PassError) and isinstance(e.__cause__, user_errors):
+            return True  # e.g. a quantize pass refusing an already quantized model
         if isinstance(e, PassError):
             # A pass failing on what the user asked for (e.g. an impossible memory budget) is their
             # input's fault; anything else inside a pass is ours.
@@ -100,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("model", help="input .onnx file")
     sp.add_argument("-o", "--output", required=True, help="output .onnx file")
     _add_passes(sp, default="canonicalize")
+    sp.add_argument("--quantize", choices=["int8"],
+                    help="quantize conv / matmul / gemm layers to int8 and write a QDQ model onnxruntime runs")
+    sp.add_argument("--calibration", metavar="DATA.npz",
+                    help="with --quantize: samples (one array per input, by name or in order; a leading "
+                         "sample axis or a batch axis) for static activation ranges; without it, dynamic")
+    sp.add_argument("--observer", choices=["minmax", "percentile", "entropy"], default="minmax",
+                    help="with --calibration: how a range is chosen from the samples (default minmax)")
     sp.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     sp.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
@@ -108,14 +124,22 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--inputs", default="random", help="'random' (seeded) or an .npz file with one array per input")
     sp.add_argument("--output", metavar="FILE.npz", help="save the outputs to this .npz file")
     sp.add_argument("--seed", type=int, default=0, help="seed for random inputs")
-    _add_passes(sp, default="canonicalize")
+    _add_passes(sp, default=None)
+    _add_tune(sp)
     sp.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     sp = add("compile", "compile a model into a .gopt artifact that graphopt.load() runs", _compile)
     sp.add_argument("model", help="model file (.onnx, .gir, .pt2)")
     sp.add_argument("-o", "--output", required=True, help="artifact path (.gopt)")
-    _add_passes(sp, default="canonicalize")
+    _add_passes(sp, default=None)
+    _add_tune(sp)
     sp.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
+    sp.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    sp = add("tune", "search kernel schedules for a model with TVM and fill the tuning database", _tune)
+    sp.add_argument("model", help="model file (.onnx, .gir, .pt2)")
+    sp.add_argument("--budget", type=float, metavar="SECONDS",
+                    help="seconds to spend, spread over the kernels by FLOPs (default: the fast search)")
     sp.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     from .benchmarks.bench import add_arguments as add_bench_arguments
@@ -129,12 +153,34 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = add("bench", "benchmark graphopt against torch eager, inductor, onnxruntime and TVM", _bench)
     add_bench_arguments(sp)
+
+    from .costmodel.commands import add_arguments as add_costmodel_arguments
+
+    sp = add("costmodel", "the learned cost model: collect measurements, train, eval, adapt", _costmodel)
+    add_costmodel_arguments(sp)
     return p
 
 
-def _add_passes(sp: argparse.ArgumentParser, default: str) -> None:
+def _add_passes(sp: argparse.ArgumentParser, default: str | None) -> None:
+    shown = "the backend's pipeline" if default is None else default or "none"
     sp.add_argument("--passes", default=default, metavar="SPEC",
-                    help=f"pass pipeline, e.g. 'canonicalize' (default: {default or 'none'})")
+                    help=f"pass pipeline, e.g. 'canonicalize' (default: {shown})")
+
+
+def _tune_mode(text: str) -> str:
+    from .passes.schedule import parse_tune
+
+    try:
+        parse_tune(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _add_tune(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--tune", metavar="MODE", type=_tune_mode,
+                    help="kernel schedule search for TVM: none, fast, full or SECONDS (default: fast; "
+                         "schedules already in the tuning database are reused without searching)")
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
@@ -192,7 +238,18 @@ def _optimize(args: argparse.Namespace) -> int:
 
     original = onnx.load(args.model) if Path(args.model).exists() else None
     graph = import_onnx(args.model)
-    graph, log = run_passes(graph, args.passes, dump_ir=args.dump_ir)
+    pipeline: Any = args.passes
+    if args.quantize:
+        from .passes import parse_pipeline
+        from .passes.quantize import with_quantization
+
+        pipeline = with_quantization(parse_pipeline(args.passes), graph, args.quantize, args.calibration,
+                                     qdq_only=True, observer=args.observer)
+    elif args.calibration:
+        from .passes.quantize import QuantizeError
+
+        raise QuantizeError("--calibration needs --quantize int8")
+    graph, log = run_passes(graph, pipeline, dump_ir=args.dump_ir)
     model = export_onnx(graph, args.output)
     before = len(original.graph.node) if original is not None else None
     after = len(model.graph.node)
@@ -206,7 +263,7 @@ def _load_or_compile(args: argparse.Namespace) -> Any:
 
     if str(args.model).endswith(".gopt"):
         return graphopt.load(args.model)
-    return graphopt.compile(args.model, passes=args.passes, dump_ir=getattr(args, "dump_ir", None))
+    return graphopt.compile(args.model, passes=args.passes, tune=args.tune, dump_ir=getattr(args, "dump_ir", None))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -243,10 +300,39 @@ def _run(args: argparse.Namespace) -> int:
 def _compile(args: argparse.Namespace) -> int:
     import graphopt
 
-    compiled = graphopt.compile(args.model, passes=args.passes, dump_ir=args.dump_ir)
+    compiled = graphopt.compile(args.model, passes=args.passes, tune=args.tune, dump_ir=args.dump_ir)
     compiled.save(args.output)
     report = compiled.report()
     _emit(args, {"output": args.output, "report": report.to_json()}, report.to_text() + f"\nwrote {args.output}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .api import TVM_PASSES, tvm_pass_context
+    from .backends.tvm import require_tvm
+    from .frontends.detect import import_model
+    from .passes import run_passes
+
+    require_tvm()
+    tune = "fast" if args.budget is None else str(args.budget)
+    ctx = tvm_pass_context()
+    start = time.perf_counter()
+    run_passes(import_model(args.model), TVM_PASSES.format(tune=tune), ctx=ctx)
+    seconds = time.perf_counter() - start
+    rows = [{"kernel": d.subject.removeprefix("kernel "), "tuned": d.accepted, "reason": d.reason, **d.numbers}
+            for d in ctx.decisions if d.pass_name == "schedule"]
+    lines = [f"tuned {args.model} in {seconds:.1f} s (tune={tune}): {ctx.summary('schedule')}",
+             f"  {'kernel':<44} {'default us':>11} {'best us':>11} {'speedup':>8} {'GFLOP/s':>8}  schedule"]
+    for r in rows:
+        if "best_us" not in r:
+            continue
+        default = f"{r['default_us']:11.1f}" if "default_us" in r else f"{'-':>11}"
+        speedup = f"{r['speedup']:7.2f}x" if "speedup" in r else f"{'-':>8}"
+        rate = r.get("flops", 0.0) / r["best_us"] / 1e3 if r["best_us"] else 0.0
+        lines.append(f"  {r['kernel'][:44]:<44} {default} {r['best_us']:11.1f} {speedup} {rate:8.1f}  "
+                     f"{r['reason'].split(', ')[0]}")
+    _emit(args, {"model": args.model, "tune": tune, "seconds": seconds, "summary": ctx.summary("schedule"),
+                 "kernels": rows}, "\n".join(lines))
     return 0
 
 
@@ -254,6 +340,12 @@ def _bench(args: argparse.Namespace) -> int:
     from .benchmarks.bench import run_from_args
 
     return run_from_args(args)
+
+
+def _costmodel(args: argparse.Namespace) -> int:
+    from .costmodel.commands import run
+
+    return run(args)
 
 
 def random_inputs(graph: Any, seed: int = 0, symbol_size: int = 1) -> list[np.ndarray]:

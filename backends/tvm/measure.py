@@ -3,14 +3,16 @@
 ``measure_kernel`` lowers a kernel (a ``fused`` node or a single op node) with ``build_kernel``,
 compiles it for the host CPU and times it with ``time_evaluator`` on random inputs of the
 kernel's static types (symbolic dims bound to 1). ``TVMKernelMeasurer`` implements
-``passes.base.KernelMeasurer`` with a small cache; the API creates it and hands it to the passes,
-which never import it.
+``passes.base.KernelMeasurer``: it keeps the last few builds, so timing the same kernel and
+schedule again (a search confirming its winner against the default) costs no second build. The API
+creates it and hands it to the passes, which never import it.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ from .module import infer_types
 from .schedule import KernelSchedule
 from .target import host_target
 
-CACHE_SIZE = 512
+CACHE_SIZE = 8  # builds kept: each holds its inputs (weights included), so only a few
 
 
 def bind_symbols(t: TensorType, size: int = 1) -> TensorType:
@@ -31,10 +33,24 @@ def bind_symbols(t: TensorType, size: int = 1) -> TensorType:
     return t if t.is_static else t.with_shape(tuple(d if isinstance(d, int) else size for d in t.shape))
 
 
-def measure_kernel(kernel: Node, schedule: Mapping[str, Any], *, constants: Mapping[Value, np.ndarray] | None = None,
-                   number: int = 5, repeat: int = 7, min_repeat_ms: int = 2,
-                   rng: np.random.Generator | None = None) -> float:
-    """Median seconds of one run of ``kernel`` built with ``schedule`` (a ``sched`` annotation value).
+@dataclass
+class TimedKernel:
+    """A kernel compiled alone, with random arguments, ready to be timed."""
+
+    lib: Any  # the compiled runtime module
+    name: str
+    args: list[Any]  # tvm tensors: inputs, packed weights and results
+
+    def time(self, number: int, repeat: int, min_repeat_ms: int) -> float:
+        """Median seconds of one run (``repeat`` samples of ``number`` runs each)."""
+        timer = self.lib.time_evaluator(self.name, tvm.cpu(), number=number, repeat=repeat,
+                                        min_repeat_ms=min_repeat_ms)
+        return float(np.median(timer(*self.args).results))
+
+
+def build_for_timing(kernel: Node, schedule: Mapping[str, Any], constants: Mapping[Value, np.ndarray] | None = None,
+                     rng: np.random.Generator | None = None) -> TimedKernel:
+    """Compile ``kernel`` with ``schedule`` (a ``sched`` annotation value) and make its arguments.
 
     ``constants`` holds the data of operands that are weights (they are packed as in the real
     build); a fused kernel may instead carry its weights as ``const`` nodes in its body. Raises
@@ -47,12 +63,17 @@ def measure_kernel(kernel: Node, schedule: Mapping[str, Any], *, constants: Mapp
                          KernelSchedule.from_annotation(schedule), target)
     func = built.func.with_attr("global_symbol", built.name)
     lib = tvm.compile(tvm.IRModule({built.name: func}), target.target).jit()
-    dev = tvm.cpu()
     rng = rng or np.random.default_rng(0)
     # Every parameter gets fresh data, packed weights included: their values do not change the time.
-    args = [tvm.runtime.tensor(_random(p.shape, str(p.dtype), rng), dev) for p in built.func.params]
-    timer = lib.time_evaluator(built.name, dev, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
-    return float(np.median(timer(*args).results))
+    args = [tvm.runtime.tensor(_random(p.shape, str(p.dtype), rng), tvm.cpu()) for p in built.func.params]
+    return TimedKernel(lib, built.name, args)
+
+
+def measure_kernel(kernel: Node, schedule: Mapping[str, Any], *, constants: Mapping[Value, np.ndarray] | None = None,
+                   number: int = 5, repeat: int = 7, min_repeat_ms: int = 2,
+                   rng: np.random.Generator | None = None) -> float:
+    """Median seconds of one run of ``kernel`` built alone with ``schedule``."""
+    return build_for_timing(kernel, schedule, constants, rng).time(number, repeat, min_repeat_ms)
 
 
 def _random(shape: Any, dtype: str, rng: np.random.Generator) -> np.ndarray:
@@ -73,18 +94,23 @@ def _freeze(value: Any) -> Any:
 
 
 class TVMKernelMeasurer:
-    """``KernelMeasurer`` for the TVM backend: median seconds of a kernel under a schedule, cached."""
+    """``KernelMeasurer`` for the TVM backend: median seconds of a kernel under a schedule.
+
+    Every call times the kernel afresh (a second call is a second sample); the last
+    ``cache_size`` builds are kept so that re-timing does not rebuild.
+    """
 
     def __init__(self, constants: Mapping[Value, np.ndarray] | None = None, *, number: int = 5, repeat: int = 7,
                  min_repeat_ms: int = 2, seed: int = 0, cache_size: int = CACHE_SIZE) -> None:
         self.constants = dict(constants or {})
         self.number, self.repeat, self.min_repeat_ms = number, repeat, min_repeat_ms
         self.cache_size = cache_size
-        self.calls = 0  # kernels actually built and timed (cache hits are not counted)
+        self.calls = 0  # kernels timed
+        self.builds = 0  # kernels compiled (cache misses)
         self._rng = np.random.default_rng(seed)
         # Keyed by the node object itself (nodes hash by identity) so an entry keeps its node alive
         # and a recycled id can never alias another kernel.
-        self._cache: OrderedDict[tuple[Node, Any], float] = OrderedDict()
+        self._built: OrderedDict[tuple[Node, Any], TimedKernel] = OrderedDict()
 
     @classmethod
     def for_graph(cls, graph: Graph, **options: Any) -> TVMKernelMeasurer:
@@ -92,15 +118,16 @@ class TVMKernelMeasurer:
         return cls(graph.constants(), **options)
 
     def __call__(self, kernel: Node, schedule: Mapping[str, Any]) -> float:
-        """Build ``kernel`` with ``schedule`` and return its median time in seconds."""
+        """Build ``kernel`` with ``schedule`` (or reuse that build) and return its median time in seconds."""
         key = (kernel, _freeze(schedule))
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        seconds = measure_kernel(kernel, schedule, constants=self.constants, number=self.number,
-                                 repeat=self.repeat, min_repeat_ms=self.min_repeat_ms, rng=self._rng)
+        timed = self._built.get(key)
+        if timed is None:
+            timed = build_for_timing(kernel, schedule, self.constants, self._rng)
+            self.builds += 1
+            self._built[key] = timed
+            if len(self._built) > self.cache_size:
+                self._built.popitem(last=False)
+        else:
+            self._built.move_to_end(key)
         self.calls += 1
-        self._cache[key] = seconds
-        if len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return seconds
+        return timed.time(self.number, self.repeat, self.min_repeat_ms)
