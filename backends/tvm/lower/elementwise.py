@@ -27,12 +27,38 @@ from .base import (
 # --------------------------------------------------------------------------- elementwise, one operand
 
 
+# erf(x) ~ x * P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 to float32 precision beyond), accurate to a few
+# float32 ulps: the rational form used by fast float32 erf implementations (Eigen, XLA).
+_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+          -1.42647390514189e-02)
+
+
+def _erf(x: tir.PrimExpr) -> tir.PrimExpr:
+    """erf as arithmetic LLVM can vectorize; ``tir.erf`` becomes a scalar libm call per element."""
+    f = type_of(x)
+    if f != "float32":
+        return tir.erf(x)  # the rational form is tuned for float32; other types keep libm's erf
+    # Select, not min/max: comparisons with NaN are false, so NaN passes through as numpy's erf does.
+    four = const(4.0, f)
+    x = tir.Select(x > four, four, tir.Select(x < -four, -four, x))
+    x2 = x * x
+    p = const(_ERF_P[0], f)
+    for c in _ERF_P[1:]:
+        p = p * x2 + const(c, f)
+    q = const(_ERF_Q[0], f)
+    for c in _ERF_Q[1:]:
+        q = q * x2 + const(c, f)
+    return x * p / q
+
+
 def _gelu(x: tir.PrimExpr, approximate: str) -> tir.PrimExpr:
     f = type_of(x)
     if approximate == "tanh":
         inner = const(math.sqrt(2 / math.pi), f) * (x + const(0.044715, f) * x * x * x)
         return const(0.5, f) * x * (const(1.0, f) + tir.tanh(inner))
-    return const(0.5, f) * x * (const(1.0, f) + tir.erf(x * const(1 / math.sqrt(2), f)))
+    return const(0.5, f) * x * (const(1.0, f) + _erf(x * const(1 / math.sqrt(2), f)))
 
 
 def _softplus(x: tir.PrimExpr) -> tir.PrimExpr:
@@ -90,7 +116,7 @@ UNARY: dict[str, Callable[[tir.PrimExpr, Mapping[str, Any]], tir.PrimExpr]] = {
     "math.sqrt": lambda x, a: tir.sqrt(x),
     "math.rsqrt": lambda x, a: _f(1.0)(x) / tir.sqrt(x),
     "math.reciprocal": lambda x, a: _f(1.0)(x) / x,
-    "math.erf": lambda x, a: tir.erf(x),
+    "math.erf": lambda x, a: _erf(x),
     "math.tanh": lambda x, a: tir.tanh(x),
     "math.sin": lambda x, a: tir.sin(x),
     "math.cos": lambda x, a: tir.cos(x),
