@@ -2,8 +2,9 @@
 
 Registered through the ``torch_dynamo_backends`` entry point in ``pyproject.toml``. Dynamo hands
 over each captured FX graph with example inputs; the backend exports it with ``torch.export``,
-imports it into IR (through the same ATen converters as ``import_torch``), runs the canonicalize
-pass when available, and returns a callable that runs the graph on torch tensors.
+imports it into IR (through the same ATen converters as ``import_torch``), compiles it with
+``graphopt.compile`` (default pipeline and backend: TVM when available), and returns a callable
+that runs it on torch tensors.
 
 Parameters reach a dynamo graph as inputs, and stay graph inputs here (as in TorchInductor without
 ``freezing``), so weights updated in place after compiling are still seen.
@@ -28,7 +29,6 @@ import torch
 from torch.utils import _pytree as pytree
 
 from ..ir.graph import Graph
-from ..ir.interpreter import run_graph
 from ..ir.types import DType
 from .torch_import import export_module, import_exported_program, tensor_to_numpy
 
@@ -40,9 +40,10 @@ class GraphoptFallbackWarning(UserWarning):
 class CompiledGraph:
     """A dynamo graph compiled to IR; calling it runs the IR on torch tensors (CPU)."""
 
-    def __init__(self, gm: torch.fx.GraphModule, graph: Graph, out_spec: Any) -> None:
+    def __init__(self, gm: torch.fx.GraphModule, compiled: Any, out_spec: Any) -> None:
         self.gm = gm
-        self.graph = graph
+        self.compiled = compiled  # a graphopt.CompiledModel
+        self.graph: Graph = compiled.graph
         self.out_spec = out_spec
         self._warned_grad = False
 
@@ -55,7 +56,8 @@ class CompiledGraph:
                                   "(call under torch.no_grad() or torch.inference_mode())")
                 self._warned_grad = True
             return self.gm(*args)
-        outs = run_graph(self.graph, [tensor_to_numpy(t) for t in tensors])
+        outs = self.compiled(*[tensor_to_numpy(t) for t in tensors])
+        outs = list(outs) if isinstance(outs, tuple) else [outs]
         results = [_to_torch(o, v.type.dtype) for o, v in zip(outs, self.graph.outputs)]
         return pytree.tree_unflatten(results, self.out_spec)
 
@@ -68,12 +70,15 @@ def graphopt_backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any], **
 
 
 def compile_graph_module(gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> CompiledGraph:
-    """Export ``gm`` on ``example_inputs``, import it as IR, canonicalize it; raises on failure."""
+    """Export ``gm`` on ``example_inputs``, import it as IR and compile it with ``graphopt.compile``
+    (the default pipeline and backend); raises on failure."""
     ep = export_module(gm, tuple(example_inputs))
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     names = [pretty_input_name(n.name) for n, a in zip(placeholders, example_inputs) if isinstance(a, torch.Tensor)]
     graph = import_exported_program(ep, name="dynamo", input_names=names)
-    return CompiledGraph(gm, _canonicalize(graph), ep.call_spec.out_spec)
+    from ..api import compile as compile_graph  # the backend is an entry point like the API itself
+
+    return CompiledGraph(gm, compile_graph(graph), ep.call_spec.out_spec)
 
 
 class ShapeSpecialized:
@@ -131,16 +136,6 @@ def _unsupported_inputs(example_inputs: Sequence[Any]) -> str | None:
         if not isinstance(a, (torch.Tensor, int, float, bool)):
             return f"input {i} is a {type(a).__name__}"
     return None
-
-
-def _canonicalize(graph: Graph) -> Graph:
-    # The lead wires the full pipeline through graphopt.api; until then canonicalize alone runs here.
-    from .. import passes
-
-    if "canonicalize" not in passes.registered_passes():
-        return graph
-    result, _ = passes.run_passes(graph, "canonicalize")
-    return result
 
 
 def _to_torch(array: np.ndarray, dtype: DType) -> torch.Tensor:
