@@ -366,3 +366,4 @@ def _pad(e: _Exporter, node: Node, ins: list[str], outs: list[str]) -> None:
 def _trilu(e: _Exporter, node: Node, ins: list[str], outs: list[str]) -> None:
     k = e.initializer(np.array(node.attrs.get("k", 0), dtype=np.int64), "k")
     e.emit("Trilu", ins + [k], outs, upper=int(node.attrs.get("upper", True)))
+from . import onnx_quant  # noqa: E402, F401 - registers the q.* exporters (frontends/onnx_quant.py)

@@ -637,3 +637,4 @@ def _needs_static(c: NodeCtx) -> list[Result]:
     if symbols:
         c.unsupported(f"a result whose shape depends on the symbolic dims {', '.join(symbols)}")
     c.unsupported("operands that are not constant")
+from . import onnx_quant  # noqa: E402, F401 - registers the QDQ / QLinear converters (frontends/onnx_quant.py)

@@ -411,6 +411,66 @@ CASES += [
          {"upper": False, "k": -1}),
 ]
 
+# Quantization (ir/ops/quant.py; tests/test_quantize.py covers the passes that use them).
+
+
+def _rows(ref: Ref) -> Ref:
+    """``ref`` (ONNX's per-tensor DynamicQuantizeLinear) applied to each row of the last axis."""
+
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        x = inputs[0]
+        rows = [ref([r]) for r in x.reshape(-1, x.shape[-1])]
+        y = np.stack([r[0] for r in rows]).reshape(x.shape)
+        return [y] + [np.stack([r[i] for r in rows]).reshape(x.shape[:-1] + (1,)) for i in (1, 2)]
+
+    return run
+
+
+def _int8_kernel(conv: bool, **attrs: Any) -> Ref:
+    """f32((x - zp) * w accumulated exactly) * (x_scale * w_scale) + bias, computed in float64 by torch."""
+
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        x, w, xs, xz, ws, *bias = (torch.from_numpy(np.asarray(a, np.float64)) for a in inputs)
+        if conv:
+            pt, pl, pb, pr = attrs.get("pads", (0, 0, 0, 0))
+            acc = F.conv2d(F.pad(x - xz, (pl, pr, pt, pb)), w, stride=attrs.get("strides", (1, 1)))
+            scale = (xs * ws).reshape(1, -1, 1, 1).float()
+            y = acc.float() * scale + (bias[0].float().reshape(1, -1, 1, 1) if bias else 0)
+        else:
+            acc = (x - xz) @ w
+            y = acc.float() * (xs.float() * ws.float()) + (bias[0].float() if bias else 0)
+        return [y.numpy().astype(np.float32)]
+
+    return run
+
+
+U8 = RNG.integers(0, 256, (2, 3, 8)).astype(np.uint8)
+I8 = RNG.integers(-127, 128, (8, 5)).astype(np.int8)
+CASES += [
+    Case("q.quantize", "q.quantize", [rand(2, 3, 4, lo=-4, hi=4), np.float32(0.03), np.uint8(128)],
+         onnx_ref("QuantizeLinear")),
+    Case("q.quantize-axis", "q.quantize", [rand(2, 3, 4), np.array([0.01, 0.02, 0.05], np.float32),
+                                           np.array([0, -3, 5], np.int8)], onnx_ref("QuantizeLinear", axis=1)),
+    Case("q.dequantize", "q.dequantize", [ints(2, 3, 4, lo=-128, hi=128, dtype=np.int8),
+                                          np.array([0.01, 0.02, 0.05], np.float32), np.array([0, -3, 5], np.int8)],
+         onnx_ref("DequantizeLinear", axis=1)),
+    Case("q.dequantize-u8", "q.dequantize", [U8, np.float32(0.1), np.uint8(7)], onnx_ref("DequantizeLinear")),
+    Case("q.dynamic_quantize", "q.dynamic_quantize", [rand(3, 7, lo=-1, hi=3)],
+         onnx_ref("DynamicQuantizeLinear", n_out=3)),
+    Case("q.dynamic_quantize-rows", "q.dynamic_quantize", [rand(2, 3, 7, lo=-1, hi=3)],
+         _rows(onnx_ref("DynamicQuantizeLinear", n_out=3)), {"per_row": True}),
+    Case("q.matmul_integer", "q.matmul_integer", [U8, I8, np.uint8(100), np.int8(-2)], onnx_ref("MatMulInteger")),
+    Case("q.conv_integer", "q.conv_integer", [RNG.integers(0, 256, (1, 2, 6, 6)).astype(np.uint8),
+                                              RNG.integers(0, 256, (3, 2, 3, 3)).astype(np.uint8), np.uint8(9)],
+         onnx_ref("ConvInteger", pads=[1, 0, 1, 2]), {"pads": (1, 0, 1, 2)}),
+    Case("q.matmul_int8", "q.matmul_int8", [U8, I8, np.float32(0.02), np.uint8(120), rand(5, lo=0.001, hi=0.01),
+                                            rand(5)], _int8_kernel(False)),
+    Case("q.conv2d_int8", "q.conv2d_int8",
+         [RNG.integers(0, 256, (1, 4, 7, 7)).astype(np.uint8), RNG.integers(-127, 128, (6, 4, 3, 3)).astype(np.int8),
+          np.float32(0.05), np.uint8(3), rand(6, lo=0.001, hi=0.01), rand(6)],
+         _int8_kernel(True, pads=(1, 1, 0, 2), strides=(2, 1)), {"pads": (1, 1, 0, 2), "strides": (2, 1)}),
+]
+
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_reference_matches(case: Case) -> None:

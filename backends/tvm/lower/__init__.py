@@ -13,6 +13,7 @@ pooling), ``linalg`` (matmul, gemm, conv2d) and ``shape``; ``base`` holds what t
 
 from . import elementwise, linalg, nn, shape  # noqa: F401 - importing registers the lowerings
 from .base import LOWERINGS, TVM_DTYPE, Anchor, LowerContext, LoweringError, Pack, lower_node, lower_op
+from . import quant  # noqa: F401, E402 - the q.* lowerings (int8 kernels); after .base, which they use
 from .elementwise import BINARY, UNARY
 from .linalg import conv_tile, matmul_tile
 
