@@ -147,7 +147,7 @@ def compile(
     kernels; activations static from ``calibration`` samples when given, else dynamic);
     ``quantize="auto"`` picks int8 / bf16 / f32 per layer within ``max_accuracy_drop`` (default
     0.01) of ``metric(outputs per sample) -> score`` when given, else of the outputs' relative
-    error, measured on the ``calibration`` samples. See ``passes/quantize.py``.
+    error, measured on (the first 16 of) the ``calibration`` samples. See ``docs/quantization.md``.
     """
     if target != "cpu":
         raise ValueError(f"unknown target '{target}' (available: cpu)")

@@ -11,8 +11,11 @@ Legality comes from each op's fusion kind (as in TVM's OpPatternKind):
   not a graph output (so kernels have one result and no value is computed twice).
 
 Whether a *legal* merge is taken is asked of a ``FusionPolicy``; ``RulePolicy`` (the first
-version) takes every legal merge, and the cost model plugs in through the same interface. Every
-accepted and rejected candidate is recorded as a ``Decision`` with its reason.
+version) takes every legal merge. When the pass context has a cost model, ``CostModelPolicy``
+decides instead: it merges when the predicted time of the fused kernel beats the predicted times
+of the two kernels apart, and measures (or keeps the rule) where the intervals are too wide to
+tell. Every accepted and rejected candidate is recorded as a ``Decision`` with its reason and
+predicted times, and with a cost model every kernel gets a ``cost=…us±…`` annotation.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Mapping, Protocol
 
+from ..ir.annotations import Cost
 from ..ir.graph import CONST, Graph, GraphBuilder, Node, Value
 from ..ir.opdef import FusionKind, get_op
 from ..ir.printer import Printer
-from .base import Decision, PassContext, register_pass
+from .base import CostPredictor, Decision, KernelMeasurer, PassContext, register_pass
 
 SMALL_CONST = 1  # scalar constants are copied into kernel bodies; bigger ones stay operands (weights)
 
@@ -74,6 +78,68 @@ class RulePolicy:
     def decide(self, candidate: Candidate) -> tuple[bool, str, Mapping[str, float]]:
         """Accept every legal candidate."""
         return True, "rule: a legal merge saves writing and re-reading the intermediate", {}
+
+
+class CostModelPolicy:
+    """Merges when the cost model predicts the fused kernel faster than the two kernels apart.
+
+    The unfused side is the kernel grown so far plus the candidate op as a kernel of its own. When
+    the model prefers not to merge but the 80 % intervals of the two sides overlap, the prediction
+    cannot decide: the policy measures both sides if it has a timing hook, and otherwise keeps the
+    rule (merge), saying so. A merge the model prefers needs no such check: it is what the rule does.
+    """
+
+    def __init__(self, model: CostPredictor, target: str, constants: Mapping[Value, Node],
+                 measure: KernelMeasurer | None = None) -> None:
+        self.model = model
+        self.target = target
+        self.constants = constants
+        self.measure = measure
+
+    def _alone(self, members: list[Node]) -> Node:
+        return members[0] if len(members) == 1 else _kernel(Group(list(members)), "candidate", self.constants)
+
+    def decide(self, candidate: Candidate) -> tuple[bool, str, Mapping[str, float]]:
+        """Compare the predicted fused time with the predicted unfused sum."""
+        members = candidate.group.members
+        fused = _kernel(Group([*members, candidate.node]), "candidate", self.constants)
+        sides = [(fused, {}), (self._alone(members), {}), (candidate.node, {})]
+        mean, low, high = (list(map(float, a)) for a in self.model.predict(sides, self.target))
+        numbers = {"fused_us": mean[0], "fused_low_us": low[0], "fused_high_us": high[0],
+                   "unfused_us": mean[1] + mean[2], "unfused_low_us": low[1] + low[2],
+                   "unfused_high_us": high[1] + high[2]}
+        predicted = (f"predicted fused {mean[0]:.3g}us [{low[0]:.3g}, {high[0]:.3g}] vs apart "
+                     f"{numbers['unfused_us']:.3g}us [{numbers['unfused_low_us']:.3g}, {numbers['unfused_high_us']:.3g}]")
+        if mean[0] <= numbers["unfused_us"]:
+            return True, "cost model: " + predicted, numbers
+        if low[0] > numbers["unfused_high_us"]:
+            return False, "cost model: " + predicted, numbers
+        measured = self._measure([side for side, _ in sides])
+        if measured is None:
+            return True, f"rule (prediction undecided, nothing to measure with): {predicted}", numbers
+        numbers = {**numbers, "measured_fused_us": measured[0], "measured_unfused_us": measured[1] + measured[2]}
+        ok = measured[0] <= measured[1] + measured[2]
+        return ok, (f"measured (prediction undecided): fused {measured[0]:.3g}us vs apart "
+                    f"{measured[1] + measured[2]:.3g}us; {predicted}"), numbers
+
+    def _measure(self, kernels: list[Node]) -> list[float] | None:
+        if self.measure is None:
+            return None
+        try:
+            return [self.measure(k, {}) * 1e6 for k in kernels]
+        except Exception:  # noqa: BLE001 - a kernel the backend cannot time (symbolic shapes, lowering): keep the rule
+            return None
+
+    def annotate(self, graph: Graph) -> Graph:
+        """``graph`` with a ``cost`` annotation (predicted mean ± half the interval) on every static kernel."""
+        kernels = [n for n in graph.nodes if n.op != CONST and all(v.type.is_static for v in (*n.inputs, *n.outputs))]
+        if not kernels:
+            return graph
+        mean, low, high = self.model.predict([(n, {}) for n in kernels], self.target)
+        cost = {id(n): Cost(round(float(m), 3), round(float(h - lo) / 2, 3))
+                for n, m, lo, h in zip(kernels, mean, low, high)}
+        nodes = tuple(n.with_annotations(cost=cost[id(n)]) if id(n) in cost else n for n in graph.nodes)
+        return Graph(graph.name, graph.inputs, nodes, graph.outputs)
 
 
 def _kind(node: Node) -> FusionKind:
@@ -129,6 +195,10 @@ class Fuse:
         group_of: dict[Value, Group] = {}
         groups: list[Group] = []
         accepted = rejected = 0
+        policy = self.policy
+        if ctx.cost_model is not None:
+            consts = {n.output: n for n in graph.nodes if n.op == CONST}
+            policy = CostModelPolicy(ctx.cost_model, ctx.target, consts, ctx.measure)
         for node in graph.nodes:
             if node.op == CONST:
                 continue
@@ -144,7 +214,7 @@ class Fuse:
                     ctx.decisions.append(Decision(self.name, subject, False, "illegal: " + reason))
                     rejected += 1
                     continue
-                ok, why, numbers = self.policy.decide(Candidate(group, node))
+                ok, why, numbers = policy.decide(Candidate(group, node))
                 ctx.decisions.append(Decision(self.name, subject, ok, why, numbers))
                 if ok:
                     chosen = group
@@ -159,7 +229,8 @@ class Fuse:
                 group_of[v] = chosen
         ctx.record(self.name, {"kernels": sum(len(g.members) > 1 for g in groups), "merged": accepted,
                                "rejected": rejected})
-        return _emit(graph, groups)
+        out = _emit(graph, groups)
+        return policy.annotate(out) if isinstance(policy, CostModelPolicy) else out
 
 
 def _emit(graph: Graph, groups: list[Group]) -> Graph:

@@ -1,0 +1,158 @@
+"""``graphopt costmodel {collect,train,eval,adapt}``: the command-line face of this package.
+
+    graphopt costmodel collect DATA.jsonl [--budget S] [--models LIST] [--threads N] [--rpc HOST:PORT:KEY]
+    graphopt costmodel train DATA.jsonl -o MODEL.json [--threads N] [--exclude-models LIST]
+    graphopt costmodel eval DATA.jsonl [--model MODEL.json] [--holdout LIST] [--threads N]
+    graphopt costmodel adapt DATA.jsonl --model BASE.json --samples 10 [--threads N] [-o OUT.json]
+
+Every subcommand takes ``--json`` (one JSON object on stdout) and ``--device`` for a dataset file
+that holds several devices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .dataset import Dataset, DatasetError
+from .model import CostModel, CostModelLoadError
+
+USER_ERRORS = (DatasetError, CostModelLoadError, ValueError, FileNotFoundError)
+"""Errors that mean bad input (a one-line message and exit status 2, not a traceback)."""
+
+
+def _list(text: str | None) -> list[str] | None:
+    return [s for s in text.split(",") if s] if text else None
+
+
+def add_arguments(sp: argparse.ArgumentParser) -> None:
+    """The ``costmodel`` subcommands and their options."""
+    sub = sp.add_subparsers(title="costmodel commands", metavar="ACTION", dest="cm_action")
+
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("dataset", help="dataset file (JSON lines, appended to by collect)")
+        p.add_argument("--device", help="the device to use when the dataset file holds several")
+        p.add_argument("--threads", type=int, help="only records measured with this many threads "
+                       "(collect: run TVM's parallel loops on this many threads)")
+        p.add_argument("--seed", type=int, default=0, help="seed for sampling and training")
+        p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+        return p
+
+    p = action("collect", "measure kernels from the zoo networks and random graphs into a dataset")
+    p.add_argument("--budget", type=float, default=900, metavar="SECONDS", help="wall-time limit (default 900)")
+    p.add_argument("--models", metavar="LIST", help="comma-separated zoo networks (default: all; 'none': only random)")
+    p.add_argument("--synthetic", type=int, default=300, metavar="N", help="random graphs to add (default 300)")
+    p.add_argument("--variants", type=int, default=4, metavar="N",
+                   help="random schedules per kernel besides the default (anchored kernels; half for others)")
+    p.add_argument("--full-space", type=int, default=0, metavar="N",
+                   help="per network, measure every schedule-search candidate of N tiled kernels (first)")
+    p.add_argument("--repeat", type=int, default=5, help="timed repeats per kernel; the fastest is kept")
+    p.add_argument("--rpc", metavar="HOST:PORT:KEY", help="measure on a device registered with a TVM RPC tracker")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = action("train", "train a cost model on a dataset")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.json", help="the model's sidecar file")
+    p.add_argument("--exclude-models", metavar="LIST", help="networks to leave out of training")
+
+    p = action("eval", "evaluate on networks held out of training (or a given model on the whole dataset)")
+    p.add_argument("--model", metavar="MODEL.json", help="evaluate this model instead of cross-validating")
+    p.add_argument("--holdout", metavar="LIST", help="networks to hold out one at a time (default: every network)")
+
+    p = action("adapt", "fit a model to a new device from a few of its measurements")
+    p.add_argument("--model", metavar="BASE.json", help="the model to adapt (default: the shipped model)")
+    p.add_argument("--samples", type=int, default=10, help="measurements to adapt with (default 10)")
+    p.add_argument("-o", "--output", metavar="MODEL.json", help="write the adapted model here")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen subcommand; bad input prints one line and returns 2."""
+    handlers = {"collect": _collect, "train": _train, "eval": _eval, "adapt": _adapt}
+    if args.cm_action not in handlers:
+        print("graphopt costmodel: choose an action: collect, train, eval or adapt", file=sys.stderr)
+        return 2
+    try:
+        payload, text = handlers[args.cm_action](args)
+    except USER_ERRORS as e:
+        if getattr(args, "debug", False):
+            raise
+        print(f"graphopt: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    print(json.dumps(payload, indent=1, default=_plain) if args.json else text)
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _load(args: argparse.Namespace) -> Dataset:
+    ds = Dataset.load(args.dataset, device=args.device)
+    return ds.select(threads=args.threads) if args.threads is not None else ds
+
+
+def _fmt(m: dict[str, Any]) -> str:
+    keys = ("mape", "kendall_tau", "pairwise_accuracy", "top1_score", "top5_score", "coverage")
+    return "  ".join(f"{k}={m[k]:.3f}" for k in keys if k in m) + f"  (n={m['n']})"
+
+
+def _collect(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .collect import Timing, collect, set_threads
+
+    if not args.rpc:
+        set_threads(args.threads)
+    models = [] if args.models == "none" else _list(args.models)
+    report = collect(args.dataset, models=models, synthetic=args.synthetic, variants=args.variants,
+                     full_space=args.full_space, budget_s=args.budget, rpc=args.rpc, timing=Timing(repeat=args.repeat), seed=args.seed,
+                     progress=not args.no_progress and not args.json)
+    return report.to_json(), report.to_text()
+
+
+def _train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .evaluation import train
+
+    ds = _load(args).select(exclude_models=_list(args.exclude_models) or ())
+    model = train(ds, seed=args.seed)
+    path = model.save(args.output)
+    size = model.size_bytes(path)
+    payload = {"model": str(path), "bytes": size, "records": len(ds), "device": ds.device,
+               "widen": model.meta["widen"], "rejected": dict(ds.rejected)}
+    return payload, f"trained on {len(ds)} records of {ds.device}; wrote {path} ({size / 1024:.0f} KiB)"
+
+
+def _eval(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from .evaluation import cross_validate, evaluate_model
+
+    ds = _load(args)
+    if args.model:
+        result = {"split": "none (given model, whole dataset)", "model": args.model,
+                  "pooled": evaluate_model(CostModel.load(args.model), ds)}
+        text = f"{args.model} on {args.dataset}: {_fmt(result['pooled'])}"
+    else:
+        result = cross_validate(ds, holdout=_list(args.holdout), seed=args.seed)
+        lines = [f"held-out networks ({result['split']}), {len(ds)} records of {ds.device}:"]
+        lines += [f"  {name:<14} {_fmt(m)}" for name, m in result["per_network"].items()]
+        lines.append(f"  {'pooled':<14} {_fmt(result['pooled'])}")
+        text = "\n".join(lines)
+    result["rejected"] = dict(ds.rejected)
+    return result, text
+
+
+def _adapt(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from . import load_default_model
+    from .adapt import evaluate_adaptation
+
+    base = CostModel.load(args.model) if args.model else load_default_model()
+    ds = _load(args)
+    x, y = ds.arrays()
+    result = evaluate_adaptation(base, x, y, ds.groups(), args.samples, seed=args.seed,
+                                 weights=[r.weight for r in ds.records])
+    model = result.pop("model")
+    if args.output:
+        result["output"] = str(model.save(args.output))
+    text = (f"adapted with {args.samples} of {len(ds)} measurements ({ds.device}"
+            f"{f', {args.threads} threads' if args.threads else ''}); on the other {result['evaluated']}:\n"
+            f"  before  {_fmt(result['before'])}\n  after   {_fmt(result['after'])}")
+    return result, text

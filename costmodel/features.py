@@ -1,0 +1,418 @@
+"""Features of a kernel: a fused group (or one op) with its schedule on a target -> a float vector.
+
+The vector has a fixed length and layout (``FEATURE_NAMES``) in five blocks:
+
+* **structure**: op counts by fusion kind, hashed op-name counts, the anchor's kind;
+* **work**: FLOPs, bytes moved (kernel operands and results) and what the ops would move unfused,
+  arithmetic intensity, the anchor's problem size (M, N, K, window, groups), output shape;
+* **dtypes** of the result and operands;
+* **schedule**: every ``KernelSchedule`` knob, plus how well the register tile fits the problem;
+* **target**: vector width, cores, runtime threads, cache sizes, ISA features, and the working set
+  relative to the caches;
+
+then hashed uni- and bi-gram counts of the kernel body's IR text (``graphopt.ir.printer``), which
+catch what the hand-made features miss (the seed paper treats compiler IR as text).
+``SCHEMA_HASH`` names this definition: a dataset made with another one is never mixed in.
+Everything is computed from types and attributes only, so symbolic dims count as 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..ir.analysis import node_flops
+from ..ir.graph import CONST, FUSED, Graph, Node, Value
+from ..ir.opdef import FusionKind, get_op
+from ..ir.printer import print_graph
+from ..ir.types import DType, TensorType
+
+SCHEMA_VERSION = 3  # bump when a feature's computation changes (names alone are hashed anyway)
+OP_BUCKETS = 24
+TOKEN_BUCKETS = 64
+ANCHORS = ("conv", "dwconv", "matmul", "pool", "reduce")
+_NAME = re.compile(r"[%@][A-Za-z0-9_.]+")
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*|\d+|[^\sA-Za-z0-9_]")
+_DTYPES = tuple(DType)
+_ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
+# Elementwise ops by what their element costs on a CPU: a libm-style polynomial, a divider, or one
+# ALU instruction. FLOP counts alone do not say it (tanh counts 4).
+TRANSCENDENTAL = frozenset({"math.exp", "math.log", "math.tanh", "math.erf", "math.pow", "math.sin", "math.cos",
+                            "nn.sigmoid", "nn.gelu", "nn.silu", "nn.softplus", "nn.mish", "nn.elu", "nn.selu",
+                            "nn.softmax", "nn.log_softmax", "nn.lrn"})
+DIVIDING = frozenset({"math.div", "math.sqrt", "math.rsqrt", "math.reciprocal", "math.mod", "nn.layer_norm",
+                      "nn.batch_norm", "reduce.mean", "nn.avg_pool2d", "nn.global_avg_pool"})
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What the features say about the machine a kernel runs on."""
+
+    name: str
+    vector_bits: int
+    cores: int
+    threads: int
+    l1d_kb: int
+    l2_kb: int
+    l3_kb: int
+    isa: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict (dataset records and sidecars keep it)."""
+        return asdict(self)
+
+
+def _cache_kb(level: int, default: int) -> int:
+    # Linux lists each cache under /sys; sizes read like "48K" or "32768K".
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            if int((index / "level").read_text()) == level and (index / "type").read_text().strip() != "Instruction":
+                size = (index / "size").read_text().strip()
+                return int(size[:-1]) * (1024 if size.endswith("M") else 1) if size[-1] in "KM" else int(size) // 1024
+        except (OSError, ValueError):
+            continue
+    return default
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _cores() -> int:
+    # Not sched_getaffinity: TVM's thread pool pins the calling thread, so with TVM_NUM_THREADS=1
+    # the process would describe this machine as a one-core device.
+    return os.cpu_count() or 1
+
+
+@functools.cache
+def _host(threads: int) -> TargetInfo:
+    flags = _cpu_flags()
+    bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
+    return TargetInfo("llvm", bits, _cores(), threads, _cache_kb(1, 32), _cache_kb(2, 512), _cache_kb(3, 8192),
+                      tuple(f for f in _ISA if f in flags))
+
+
+def host_threads() -> int:
+    """The thread count TVM's runtime uses in this process (``TVM_NUM_THREADS``, else one per core)."""
+    value = os.environ.get("TVM_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else _cores()
+
+
+def target_info(target: str = "llvm", threads: int | None = None) -> TargetInfo:
+    """The descriptors of ``target`` (``llvm``/``cpu``: this host, read from /sys and /proc)."""
+    kind = target.split()[0] if target.strip() else "llvm"
+    if kind not in ("llvm", "cpu"):
+        raise ValueError(f"the cost model knows CPU targets only ('llvm'), not {target!r}")
+    return _host(threads if threads is not None else host_threads())
+
+
+# ----------------------------------------------------------------------------------------- names
+
+
+def _names() -> list[str]:
+    names = ["n_ops", "n_operands", "n_body_consts"]
+    names += [f"kind_{k.name.lower()}" for k in FusionKind]
+    names += [f"op_hash_{i}" for i in range(OP_BUCKETS)]
+    names += [f"anchor_{a}" for a in ANCHORS]
+    names += ["log_transcendental_elems", "log_dividing_elems", "log_simple_elems", "log_moved_elems",
+              "n_transpose"]
+    names += ["log_flops", "log_anchor_flops", "log_other_flops", "log_bytes_io", "log_bytes_unfused",
+              "log_bytes_weights", "log_intensity", "log_out_numel", "log_max_in_numel", "out_rank"]
+    names += [f"log_out_dim_{i}" for i in range(4)]
+    names += ["out_inner_mod_lanes", "log_a_batch", "log_a_m", "log_a_n", "log_a_k", "log_a_w", "a_kh", "a_kw",
+              "a_stride", "log_a_groups"]
+    names += [f"out_{d.value}" for d in _DTYPES] + ["in_max_bits", "in_min_bits"]
+    names += ["s_default", "s_tile_len", "log_s_tile0", "log_s_tile1", "log_s_vec", "s_par", "s_par_auto",
+              "log_s_unroll", "s_pack", "tile_waste_m", "tile_waste_n", "log_tiles", "tile_accumulators"]
+    names += ["t_vector_bits", "t_cores", "t_threads", "log_t_l1d", "log_t_l2", "log_t_l3"]
+    names += [f"t_{f}" for f in _ISA]
+    names += ["log_io_over_l1", "log_io_over_l2", "log_io_over_l3", "log_flops_per_lane"]
+    names += [f"tok_{i}" for i in range(TOKEN_BUCKETS)]
+    return names
+
+
+FEATURE_NAMES: tuple[str, ...] = tuple(_names())
+"""The name of each position of the feature vector."""
+
+SCHEMA_HASH: str = hashlib.sha256(json.dumps({
+    "version": SCHEMA_VERSION, "names": FEATURE_NAMES, "token": _TOKEN.pattern, "name": _NAME.pattern,
+    "op_buckets": OP_BUCKETS, "ngrams": [1, 2], "hash": "crc32", "transcendental": sorted(TRANSCENDENTAL),
+    "dividing": sorted(DIVIDING),
+}).encode()).hexdigest()[:16]
+"""A hash of the feature definition: names, order, op classes, tokenizer and hashing."""
+
+
+# -------------------------------------------------------------------------------------- features
+
+
+def body_nodes(kernel: Node) -> list[Node]:
+    """The ops a kernel runs (a fused node's body without its constants, or the node itself)."""
+    if kernel.op == FUSED:
+        assert kernel.body is not None
+        return [n for n in kernel.body.nodes if n.op != CONST]
+    return [kernel]
+
+
+def canonical_kernel(kernel: Node) -> Node:
+    """``kernel`` with weights held as body constants turned into operands, as ``fuse`` builds kernels.
+
+    The schedule pass moves a kernel's weights into its body; the fuse pass passes them in. Both
+    describe the same kernel, so both must give the same features.
+    """
+    if kernel.op != FUSED or kernel.body is None:
+        return kernel
+    body = kernel.body
+    weights = [n for n in body.nodes if n.op == CONST and n.value.size > 1]
+    if not weights:
+        return kernel
+    inputs = body.inputs + tuple(n.output for n in weights)
+    nodes = tuple(n for n in body.nodes if not (n.op == CONST and n.value.size > 1))
+    operands = kernel.inputs + tuple(Value(n.output.type) for n in weights)
+    return Node(FUSED, operands, kernel.outputs, kernel.attrs, kernel.annotations,
+                Graph(body.name, inputs, nodes, body.outputs), kernel.kernel_name)
+
+
+def kernel_body(kernel: Node) -> Graph:
+    """The graph a kernel runs: its body, or a one-node graph around a single op."""
+    if kernel.op == FUSED:
+        assert kernel.body is not None
+        return kernel.body
+    inputs = tuple(Value(v.type, f"in{i}") for i, v in enumerate(kernel.inputs))
+    outputs = tuple(Value(v.type) for v in kernel.outputs)
+    node = Node(kernel.op, inputs, outputs, kernel.attrs)
+    return Graph("kernel", inputs, (node,), outputs)
+
+
+def _log2(x: float) -> float:
+    return math.log2(x) if x > 0 else 0.0
+
+
+def static_dims(t: TensorType) -> list[int]:
+    """The shape with symbolic dims as 1."""
+    return [d if isinstance(d, int) else 1 for d in t.shape]
+
+
+def _bucket(text: str, buckets: int) -> int:
+    # crc32, not hash(): Python salts str hashes per process, and features must not change between runs.
+    return zlib.crc32(text.encode()) % buckets
+
+
+def anchor_of(nodes: Sequence[Node]) -> tuple[str | None, Node | None]:
+    """The kernel's anchor kind (one of ``ANCHORS``) and node, or (None, None)."""
+    for n in nodes:
+        if n.op == "nn.conv2d":
+            groups = int(n.attrs.get("groups", 1))
+            cin = static_dims(n.inputs[0].type)[1]
+            return ("dwconv" if groups > 1 and groups == cin else "conv"), n
+        if n.op in ("nn.matmul", "nn.gemm"):
+            return "matmul", n
+        if n.op in ("nn.max_pool2d", "nn.avg_pool2d", "nn.global_avg_pool", "nn.global_max_pool"):
+            return "pool", n
+        if get_op(n.op).fusion == FusionKind.REDUCTION:
+            return "reduce", n
+    return None, None
+
+
+def problem_size(kind: str | None, node: Node | None) -> dict[str, float]:
+    """The anchor's size as batch x M x N x K (+ window, stride, groups), whatever its op."""
+    if kind is None or node is None:
+        return {}
+    out = static_dims(node.outputs[0].type)
+    ins = [static_dims(v.type) for v in node.inputs]
+    if kind in ("conv", "dwconv"):
+        n = ins[0][0]
+        oc, cg, kh, kw = ins[1]
+        ho, wo = out[2], out[3]
+        return {"batch": n, "m": ho * wo, "n": oc, "k": cg * kh * kw, "w": wo, "kh": kh, "kw": kw,
+                "stride": int(node.attrs.get("strides", (1, 1))[0]), "groups": int(node.attrs.get("groups", 1))}
+    if kind == "matmul":
+        a, b = ins[0], ins[1]
+        if node.op == "nn.gemm":
+            m, k = a[::-1] if node.attrs.get("trans_a") else a
+            n = b[0] if node.attrs.get("trans_b") else b[1]
+            return {"batch": 1, "m": m, "n": n, "k": k, "w": n}
+        k = a[-1]
+        n = b[-1] if len(b) > 1 else 1
+        m = a[-2] if len(a) > 1 else 1
+        batch = max(1, math.prod(out) // max(1, m * n))
+        return {"batch": batch, "m": m, "n": n, "k": k, "w": n}
+    x = ins[0]
+    if kind == "pool":
+        kernel = tuple(node.attrs.get("kernel", x[2:4]))
+        strides = tuple(node.attrs.get("strides", (1, 1)))
+        return {"batch": x[0], "m": math.prod(out[2:]), "n": x[1], "k": math.prod(kernel), "w": out[-1],
+                "kh": kernel[0], "kw": kernel[-1], "stride": strides[0]}
+    numel_in, numel_out = math.prod(x), max(1, math.prod(out))
+    return {"batch": 1, "m": numel_out, "n": 1, "k": max(1, numel_in // numel_out), "w": out[-1] if out else 1}
+
+
+def _tokens(body: Graph) -> list[str]:
+    text = print_graph(body)
+    # Value names and numbers vary between otherwise equal kernels; keep the op and type words
+    # and the magnitude of numbers (a shape of 768 and of 1024 read alike). The first line is the
+    # signature, which names the kernel's operands.
+    text = _NAME.sub(lambda m: m.group(0)[0], text.split("\n", 1)[1] if "\n" in text else text)
+    words = []
+    for tok in _TOKEN.findall(text):
+        if tok.isdigit():
+            words.append(f"#{int(math.log2(int(tok) + 1))}")
+        else:
+            words.append(tok)
+    return words
+
+
+def _token_counts(body: Graph) -> np.ndarray:
+    counts = np.zeros(TOKEN_BUCKETS)
+    words = [w for w in _tokens(body) if w not in ("%", "@", "=", ",", ":")]
+    for gram in words + [a + " " + b for a, b in itertools.pairwise(words)]:
+        counts[_bucket(gram, TOKEN_BUCKETS)] += 1
+    return np.log1p(counts)
+
+
+def _schedule(f: dict[str, float], schedule: Mapping[str, Any], kind: str | None, problem: Mapping[str, float],
+              lanes: int) -> None:
+    tile = tuple(int(t) for t in schedule.get("tile", ()))
+    vec, par, unroll = int(schedule.get("vec", 0)), int(schedule.get("par", 0)), int(schedule.get("unroll", 0))
+    f["s_default"] = float(not tile and not vec and not par and not unroll and schedule.get("pack", True))
+    f["s_tile_len"] = len(tile)
+    f["log_s_tile0"] = _log2(tile[0]) if tile else 0.0
+    f["log_s_tile1"] = _log2(tile[1]) if len(tile) > 1 else 0.0
+    f["log_s_vec"] = _log2(vec + 1)
+    f["s_par"] = min(par, 8)
+    f["s_par_auto"] = float(par == 0)
+    f["log_s_unroll"] = _log2(unroll + 1)
+    f["s_pack"] = float(bool(schedule.get("pack", True)))
+    # The tile's two axes: matmul (rows, cols) of M x N; conv (channel block, width block); depthwise
+    # conv (width block). Whole tiles are computed, so a tile that does not divide the problem pads.
+    axes = {"matmul": ("m", "n"), "conv": ("n", "w"), "dwconv": (None, "w")}.get(kind or "")
+    if not tile or axes is None:
+        return
+    t_m, t_n = (tile[0], tile[1]) if len(tile) > 1 else (1, tile[0])
+    dim_m = problem.get(axes[0], 1) if axes[0] else 1
+    dim_n = problem.get(axes[1], 1)
+    t_m, t_n = min(t_m, max(dim_m, 1)), min(t_n, max(dim_n, 1))
+    f["tile_waste_m"] = math.ceil(dim_m / t_m) * t_m / max(dim_m, 1) - 1
+    f["tile_waste_n"] = math.ceil(dim_n / t_n) * t_n / max(dim_n, 1) - 1
+    f["log_tiles"] = _log2(math.ceil(dim_m / t_m) * math.ceil(dim_n / t_n) * problem.get("batch", 1))
+    f["tile_accumulators"] = t_m * t_n / lanes
+
+
+_SUBSET_READERS = ("tensor.gather", "tensor.slice")  # read only part of their first operand
+
+
+def _touched(value: Value, readers: Sequence[Node]) -> int:
+    """Bytes of ``value`` its readers touch: an embedding table read by a gather costs the gathered rows."""
+    full = value.type.nbytes()
+    if readers and all(r.op in _SUBSET_READERS and r.inputs[0] is value for r in readers):
+        return min(full, sum(r.outputs[0].type.nbytes() for r in readers))
+    return full
+
+
+def _bytes_moved(kernel: Node, nodes: Sequence[Node]) -> tuple[int, int]:
+    """Bytes the kernel reads and writes, and what its ops would move as separate kernels."""
+    readers: dict[Value, list[Node]] = {}
+    for n in nodes:
+        for v in n.inputs:
+            readers.setdefault(v, []).append(n)
+    inner = kernel.body.inputs if kernel.body is not None else kernel.inputs
+    io = sum(_touched(v, readers.get(v, [])) for v in inner) + sum(v.type.nbytes() for v in kernel.outputs)
+    unfused = 0
+    for n in nodes:
+        unfused += sum(_touched(v, [n]) for v in n.inputs) + sum(v.type.nbytes() for v in n.outputs)
+    return io, unfused
+
+
+def kernel_features(kernel: Node, schedule: Mapping[str, Any], target: TargetInfo) -> np.ndarray:
+    """The feature vector (``FEATURE_NAMES`` order) of ``kernel`` built with ``schedule`` on ``target``."""
+    kernel = canonical_kernel(kernel)
+    nodes = body_nodes(kernel)
+    f: dict[str, float] = dict.fromkeys(FEATURE_NAMES, 0.0)
+    f["n_ops"] = len(nodes)
+    f["n_operands"] = len(kernel.inputs)
+    f["n_body_consts"] = len(kernel.body.nodes) - len(nodes) if kernel.body is not None else 0
+    for n in nodes:
+        f[f"kind_{get_op(n.op).fusion.name.lower()}"] += 1
+        f[f"op_hash_{_bucket(n.op, OP_BUCKETS)}"] += 1
+    kind, anchor = anchor_of(nodes)
+    if kind is not None:
+        f[f"anchor_{kind}"] = 1.0
+    elems = {"transcendental": 0, "dividing": 0, "simple": 0, "moved": 0}
+    for n in nodes:
+        numel = math.prod(static_dims(n.outputs[0].type)) if n.outputs else 0
+        fusion = get_op(n.op).fusion
+        if n.op in TRANSCENDENTAL:
+            elems["transcendental"] += numel
+        elif n.op in DIVIDING:
+            elems["dividing"] += numel
+        elif fusion in (FusionKind.ELEMENTWISE, FusionKind.BROADCAST):
+            elems["simple"] += numel
+        elif fusion == FusionKind.INJECTIVE:
+            elems["moved"] += numel
+        f["n_transpose"] += float(n.op == "tensor.transpose")
+    for key, count in elems.items():
+        f[f"log_{key}_elems"] = math.log2(count + 1)
+    flops = sum(node_flops(n) for n in nodes)
+    anchor_flops = node_flops(anchor) if anchor is not None else 0
+    io, unfused = _bytes_moved(kernel, nodes)
+    f["log_flops"] = math.log2(flops + 1)
+    f["log_anchor_flops"] = math.log2(anchor_flops + 1)
+    f["log_other_flops"] = math.log2(max(flops - anchor_flops, 0) + 1)
+    f["log_bytes_io"] = math.log2(io + 1)
+    f["log_bytes_unfused"] = math.log2(unfused + 1)
+    if anchor is not None and len(anchor.inputs) > 1 and kind in ("conv", "dwconv", "matmul"):
+        f["log_bytes_weights"] = math.log2(anchor.inputs[1].type.nbytes() + 1)
+    f["log_intensity"] = math.log2((flops + 1) / (io + 1))
+    out_t = kernel.outputs[0].type
+    out = static_dims(out_t)
+    f["log_out_numel"] = math.log2(math.prod(out) + 1)
+    f["log_max_in_numel"] = math.log2(max((math.prod(static_dims(v.type)) for v in kernel.inputs), default=0) + 1)
+    f["out_rank"] = len(out)
+    for i, d in enumerate(reversed(out[-4:])):
+        f[f"log_out_dim_{3 - i}"] = _log2(d)
+    lanes = max(1, target.vector_bits // max(8, out_t.dtype.itemsize * 8))
+    f["out_inner_mod_lanes"] = (out[-1] % lanes) / lanes if out else 0.0
+    problem = problem_size(kind, anchor)
+    for key in ("batch", "m", "n", "k", "w"):
+        f[f"log_a_{key}"] = _log2(problem.get(key, 0))
+    f["a_kh"], f["a_kw"], f["a_stride"] = problem.get("kh", 0), problem.get("kw", 0), problem.get("stride", 0)
+    f["log_a_groups"] = _log2(problem.get("groups", 0))
+    f[f"out_{out_t.dtype.value}"] = 1.0
+    bits = [v.type.dtype.itemsize * 8 for v in kernel.inputs] or [0]
+    f["in_max_bits"], f["in_min_bits"] = max(bits), min(bits)
+    _schedule(f, schedule, kind, problem, lanes)
+    f["t_vector_bits"], f["t_cores"], f["t_threads"] = target.vector_bits, target.cores, target.threads
+    f["log_t_l1d"], f["log_t_l2"], f["log_t_l3"] = _log2(target.l1d_kb), _log2(target.l2_kb), _log2(target.l3_kb)
+    for flag in _ISA:
+        f[f"t_{flag}"] = float(flag in target.isa)
+    f["log_io_over_l1"] = math.log2((io + 1) / (target.l1d_kb * 1024))
+    f["log_io_over_l2"] = math.log2((io + 1) / (target.l2_kb * 1024))
+    f["log_io_over_l3"] = math.log2((io + 1) / (target.l3_kb * 1024))
+    f["log_flops_per_lane"] = math.log2((flops + 1) / (lanes * max(1, target.threads)))
+    vec = np.fromiter((f[n] for n in FEATURE_NAMES[:-TOKEN_BUCKETS]), float, len(FEATURE_NAMES) - TOKEN_BUCKETS)
+    return np.concatenate([vec, _token_counts(kernel_body(kernel))]).astype(np.float32)
+
+
+def features_matrix(kernels: Sequence[tuple[Node, Mapping[str, Any]]], target: TargetInfo) -> np.ndarray:
+    """One row of ``kernel_features`` per (kernel, schedule)."""
+    if not kernels:
+        return np.zeros((0, len(FEATURE_NAMES)), np.float32)
+    return np.stack([kernel_features(k, s, target) for k, s in kernels])
