@@ -127,6 +127,16 @@ class Graph:
     __hash__ = object.__hash__
 
 
+def fresh_name(base: str, taken: set[str]) -> str:
+    """``base`` if not in ``taken``, else ``base_1``, ``base_2`` …; the result is added to ``taken``."""
+    name, i = base, 0
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    taken.add(name)
+    return name
+
+
 class GraphBuilder:
     """Builds a Graph node by node; ``op`` checks attributes and infers result types."""
 
@@ -139,12 +149,7 @@ class GraphBuilder:
 
     def unique_name(self, base: str) -> str:
         """``base`` if not taken yet in this builder, else ``base_1``, ``base_2`` …"""
-        name, i = base, 0
-        while name in self._names:
-            i += 1
-            name = f"{base}_{i}"
-        self._names.add(name)
-        return name
+        return fresh_name(base, self._names)
 
     def _claim(self, v: Value) -> None:
         if v.name is not None:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..ir.graph import CONST, FUSED, Graph, Node, Value, remap
+from ..ir.graph import CONST, FUSED, Graph, Node, Value, fresh_name, remap
 from ..ir.interpreter import run_node
 from ..ir.opdef import get_op
 from ..ir.types import TensorType
@@ -236,14 +236,7 @@ class _Sweep:
 
     def fresh_name(self, hint: str | None) -> str | None:
         """``hint`` or ``hint_N``, unused by any value of the graph (None stays anonymous)."""
-        if hint is None:
-            return None
-        name, i = hint, 0
-        while name in self.names:
-            i += 1
-            name = f"{hint}_{i}"
-        self.names.add(name)
-        return name
+        return None if hint is None else fresh_name(hint, self.names)
 
     def digest(self, data: np.ndarray) -> bytes:
         """A hash of a constant's bytes."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ...ir.graph import CONST, Graph, Node, Value
+from ...ir.graph import CONST, Graph, Node, Value, fresh_name
 from ...ir.opdef import get_op
 from ...ir.types import TensorType
 
@@ -28,14 +28,7 @@ class Emitter:
 
     def fresh(self, hint: str | None) -> str | None:
         """``hint`` or ``hint_N``, unused by any value of the graph (None stays anonymous)."""
-        if hint is None:
-            return None
-        name, i = hint, 0
-        while name in self.names:
-            i += 1
-            name = f"{hint}_{i}"
-        self.names.add(name)
-        return name
+        return None if hint is None else fresh_name(hint, self.names)
 
     def keep(self, node: Node) -> Node:
         """Append ``node`` as it is."""
