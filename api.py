@@ -155,12 +155,11 @@ def compile(
     tune_text = _tune_option(tune)
     graph = import_model(model, example_inputs, dynamic_batch=dynamic_batch)
     before = summarize(graph).nodes
-    tvm = _builds_with_tvm(backend)
+    tvm = builds_with_tvm(backend)
     pipeline = passes if passes is not None else TVM_PASSES.format(tune=tune_text) if tvm else DEFAULT_PASSES
     if passes is not None and tune is not None and "schedule" not in {p.name for p in parse_pipeline(passes)}:
         pipeline = ",".join(filter(None, [passes, f"schedule{{tune={tune_text}}}"]))
-    ctx = tvm_pass_context() if tvm else PassContext()
-    ctx.cost_model = _cost_model(pipeline)
+    ctx = pass_context(pipeline, tvm)
     if peak_memory_budget is not None:
         pipeline = ",".join(filter(None, [pipeline, f"reorder{{budget={int(peak_memory_budget)}}}"]))
     if quantize is not None:
@@ -184,6 +183,17 @@ def compile(
     return CompiledModel(graph, exe, report)
 
 
+def pass_context(pipeline: str, tvm: bool) -> PassContext:
+    """The context ``compile`` runs ``pipeline`` in: for TVM the host target and its kernel timing
+    hook, and the default cost model when a pass of the pipeline consults one.
+
+    ``graphopt explain`` uses it too, so it shows the decisions compilation actually makes.
+    """
+    ctx = tvm_pass_context() if tvm else PassContext()
+    ctx.cost_model = _cost_model(pipeline)
+    return ctx
+
+
 def _cost_model(pipeline: str) -> CostPredictor | None:
     """The default cost model when a pass of ``pipeline`` consults one (importing XGBoost takes a
     second or two); None, with a warning that passes fall back to measuring, when it cannot load."""
@@ -201,7 +211,7 @@ def _tune_option(tune: str | float | None) -> str:
     return text
 
 
-def _builds_with_tvm(backend: str) -> bool:
+def builds_with_tvm(backend: str) -> bool:
     """True when ``backend`` will build with TVM (``auto`` does when TVM imports)."""
     if backend != "auto":
         return backend == "tvm"

@@ -149,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_passes(sp, default="canonicalize,fuse")
     sp.add_argument("--node", metavar="TEXT", help="only decisions whose subject mentions TEXT (an op or kernel)")
     sp.add_argument("--rejected", action="store_true", help="only rejected candidates")
+    sp.add_argument("--rule", action="store_true",
+                    help="decide by the passes' rules alone (no cost model, no measuring)")
     sp.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     sp = add("bench", "benchmark graphopt against torch eager, inductor, onnxruntime and TVM", _bench)
@@ -214,10 +216,12 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from .api import builds_with_tvm, pass_context
     from .frontends.detect import import_model
     from .passes import PassContext, run_passes
 
-    ctx = PassContext()
+    # The decisions compile makes: TVM's target and timing hook, and the cost model.
+    ctx = pass_context(args.passes, builds_with_tvm("auto")) if not args.rule else PassContext()
     run_passes(import_model(args.model), args.passes, ctx=ctx)
     chosen = [d for d in ctx.decisions
               if (args.node is None or args.node in d.subject) and not (args.rejected and d.accepted)]

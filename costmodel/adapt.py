@@ -2,14 +2,18 @@
 
 Two steps, both on ln latency, both kept in the adapted model's files:
 
-1. a per-device linear correction ``ln t' = scale * ln t + shift``, fitted by ridge regression
-   pulled towards the identity (with 10 samples an unregularized slope overreacts to noise);
-2. a few more boosting rounds of shallow trees on what the correction leaves (kept as a third,
-   ``residual`` booster), so that kernels the new device treats differently (say, parallel ones on
-   a device with fewer threads) move relative to the others.
+1. a per-device correction ``ln t' = scale * ln t + shift``. With few samples only the shift is
+   fitted, as the median residual: a new device is most often uniformly faster or slower, a median
+   shrugs off a sample that another process slowed down, and a slope fitted to ten noisy points
+   swings wildly. From ``SLOPE_SAMPLES`` samples on, the slope is fitted too (ridge towards 1);
+2. a few rounds of shallow, strongly regularized trees on what the correction leaves (kept as a
+   third, ``residual`` booster), so that kernels the new device treats differently (compute-bound
+   ones on a narrower vector unit, parallel ones with fewer threads) move relative to the others.
 
-The interval moves with the point prediction. ``evaluate_adaptation`` shows the effect on one
-held-out measurement condition: samples drawn from it, metrics on the rest of it.
+Leave-one-out error on the samples decides how much of this is kept (nothing, the shift, or both):
+a device close to the trained one keeps the model unchanged. The interval moves with the point
+prediction. ``evaluate_adaptation`` shows the effect on one held-out measurement condition:
+samples drawn from it, metrics on the rest of it.
 """
 
 from __future__ import annotations
@@ -22,38 +26,86 @@ import numpy as np
 from . import metrics
 from .model import PARAMS, CostModel
 
-RIDGE = 2.0  # pull of the slope towards 1 and the shift towards 0, in units of samples
-ROUNDS = 8
-TREE_PARAMS: dict[str, Any] = {"max_depth": 2, "eta": 0.3, "min_child_weight": 1.0, "lambda": 2.0,
+SLOPE_SAMPLES = 30
+RIDGE = 2.0  # pull of the slope towards 1, in units of samples (ln-latency spreads are a few units)
+ROUNDS = 4
+TREE_PARAMS: dict[str, Any] = {"max_depth": 2, "eta": 0.3, "min_child_weight": 1.0, "lambda": 10.0,
                                "subsample": 1.0, "colsample_bytree": 1.0}
 
 
 def linear_correction(pred_log: np.ndarray, logy: np.ndarray, ridge: float = RIDGE) -> tuple[float, float]:
-    """(scale, shift) minimizing sum((scale*p + shift - y)^2) + ridge*((scale-1)^2 + shift^2)."""
+    """(scale, shift) minimizing sum((scale*p + shift - y)^2) + ridge*(scale-1)^2 (the shift is free)."""
     p, y = np.asarray(pred_log, float), np.asarray(logy, float)
-    a = np.array([[p @ p + ridge, p.sum()], [p.sum(), len(p) + ridge]])
+    a = np.array([[p @ p + ridge, p.sum()], [p.sum(), len(p)]])
     b = np.array([p @ y + ridge, y.sum()])
     scale, shift = np.linalg.solve(a, b)
     return float(scale), float(shift)
 
 
-def adapt(model: CostModel, x: np.ndarray, latency_us: np.ndarray, *, device: str | None = None,
-          rounds: int = ROUNDS, seed: int = 0) -> CostModel:
-    """A copy of ``model`` fitted to the device that measured ``latency_us`` for feature rows ``x``."""
+def correction(pred_log: np.ndarray, logy: np.ndarray) -> tuple[float, float]:
+    """(scale, shift): the median residual for few samples, a ridge line from ``SLOPE_SAMPLES`` on."""
+    if len(logy) >= SLOPE_SAMPLES:
+        return linear_correction(pred_log, logy)
+    return 1.0, float(np.median(np.asarray(logy, float) - np.asarray(pred_log, float)))
+
+
+def _fit(x: np.ndarray, base: np.ndarray, logy: np.ndarray, method: str, rounds: int,
+         seed: int) -> tuple[float, float, Any]:
+    """(scale, shift, residual booster or None) of one adaptation ``method`` on these samples."""
+    if method == "none":
+        return 1.0, 0.0, None
+    scale, shift = correction(base, logy)
+    if method == "shift":
+        return scale, shift, None
     import xgboost as xgb
 
+    params = {**PARAMS, **TREE_PARAMS, "objective": "reg:squarederror", "base_score": 0.0, "seed": seed,
+              "nthread": 1}
+    return scale, shift, xgb.train(params, xgb.DMatrix(x, logy - (scale * base + shift)), rounds)
+
+
+def _apply(x: np.ndarray, base: np.ndarray, fit: tuple[float, float, Any]) -> np.ndarray:
+    scale, shift, trees = fit
+    out = scale * base + shift
+    return out + trees.inplace_predict(x) if trees is not None else out
+
+
+METHODS = ("none", "shift", "shift+trees")
+
+
+def choose_method(x: np.ndarray, base: np.ndarray, logy: np.ndarray, rounds: int, seed: int) -> dict[str, float]:
+    """Leave-one-out mean |ln error| of each method on the samples (lower is better)."""
+    errors: dict[str, float] = {}
+    n = len(logy)
+    for method in METHODS:
+        if method == "shift+trees" and (rounds <= 0 or n < 4):
+            continue
+        err = []
+        for i in range(n):
+            keep = np.arange(n) != i
+            fit = _fit(x[keep], base[keep], logy[keep], method, rounds, seed)
+            err.append(abs(float(_apply(x[i:i + 1], base[i:i + 1], fit)[0]) - logy[i]))
+        errors[method] = float(np.mean(err))
+    return errors
+
+
+def adapt(model: CostModel, x: np.ndarray, latency_us: np.ndarray, *, device: str | None = None,
+          rounds: int = ROUNDS, seed: int = 0) -> CostModel:
+    """A copy of ``model`` fitted to the device that measured ``latency_us`` for feature rows ``x``.
+
+    Which correction is kept (none, a shift, a shift and residual trees) is chosen by leave-one-out
+    error on the samples: a device that differs little from the trained one gains nothing from a
+    correction fitted to ten noisy points, and then keeps the model as it is.
+    """
     logy = np.log(np.asarray(latency_us, float))
     x = np.asarray(x, np.float32)
     base = model.trained_log(x)
-    scale, shift = linear_correction(base, logy)
-    residual = None
-    if rounds > 0 and len(logy) >= 4:
-        # A few shallow trees on what the linear correction leaves: continued boosting, kept as a
-        # booster of its own so the trained point prediction (and the interval around it) stays.
-        params = {**PARAMS, **TREE_PARAMS, "objective": "reg:squarederror", "base_score": 0.0, "seed": seed}
-        residual = xgb.train(params, xgb.DMatrix(x, logy - (scale * base + shift)), rounds)
+    errors = choose_method(x, base, logy, rounds, seed)
+    method = min(errors, key=lambda m: (errors[m], METHODS.index(m)))
+    scale, shift, residual = _fit(x, base, logy, method, rounds, seed)
     meta = {**model.meta, "correction": {"scale": scale, "shift": shift},
-            "adapted": {"from_device": model.meta.get("device"), "samples": len(logy), "rounds": rounds},
+            "adapted": {"from_device": model.meta.get("device"), "samples": len(logy), "method": method,
+                        "loo_abs_ln_error": errors, "rounds": rounds if residual is not None else 0},
             "device": device or model.meta.get("device")}
     return CostModel(model.point, model.interval, meta, residual)
 

@@ -4,9 +4,10 @@ Kernels come from ``kernels`` (zoo networks at a few sizes, three partitions eac
 each with schedule variants). They are built with the TVM backend's public kernel builder
 (``backends.tvm.kernel.build_kernel``, the code the compiler runs) and timed with TVM's
 ``time_evaluator``, a batch of kernels per compiled library (one LLVM invocation per batch, which
-makes collection about twice as fast as one library per kernel). ``--rpc HOST:PORT:KEY`` sends each
+compiles a kernel in about two thirds of the time of one library per kernel). ``--rpc HOST:PORT:KEY`` sends each
 batch's library to a device registered under KEY with a TVM RPC tracker and times it there, so a
-fleet of machines of one kind fills one dataset.
+fleet of machines of one kind fills one dataset (``--rpc HOST:PORT`` reaches one RPC server without
+a tracker; TVM's tracker needs the ``tornado`` package).
 
 Collection is resumable (jobs already in the dataset are skipped), bounded by ``budget_s`` of wall
 time, and shows a progress bar. This module is a driver: it imports the backend lazily and nothing
@@ -96,15 +97,19 @@ def _last_line(e: BaseException) -> str:
 class Runner:
     """Builds a batch of kernels into one library and times each kernel on a device."""
 
-    def __init__(self, timing: Timing, seed: int = 0) -> None:
+    def __init__(self, timing: Timing, seed: int = 0, isa: str | None = None) -> None:
         from ..backends.tvm import require_tvm
 
         require_tvm()
         from ..backends.tvm.target import host_target
 
         self.timing = timing
-        self.target = host_target()
+        self.target = host_target() if isa is None else isa_target(isa)
         self.rng = np.random.default_rng(seed)
+
+    def describe(self, threads: int) -> Any:
+        """The ``TargetInfo`` records of this runner get (the ISA level it compiles for)."""
+        return target_info(str(self.target.target), threads)
 
     def _build(self, job: KernelJob, name: str) -> Any:
         from ..backends.tvm.kernel import build_kernel
@@ -185,20 +190,26 @@ class Runner:
         return int(tvm.get_global_func("runtime.NumThreads")())
 
     def fingerprint(self) -> str:
-        """The device fingerprint records get."""
-        return device_fingerprint(target_info())
+        """The device fingerprint records get (an older ISA level makes another device)."""
+        return device_fingerprint(self.describe(self.threads()))
 
 
 class RPCRunner(Runner):
-    """Times kernels on a device that a TVM RPC tracker hands out under ``key``."""
+    """Times kernels on a remote device: one a TVM RPC tracker hands out under a key (``HOST:PORT:KEY``),
+    or one RPC server reached directly (``HOST:PORT``)."""
 
-    def __init__(self, address: str, timing: Timing, seed: int = 0, session_timeout: int = 600) -> None:
-        super().__init__(timing, seed)
+    def __init__(self, address: str, timing: Timing, seed: int = 0, isa: str | None = None,
+                 session_timeout: int = 600) -> None:
+        super().__init__(timing, seed, isa)
         host, port, key = parse_rpc(address)
         from tvm import rpc
 
-        self.key = key
-        self.session = rpc.connect_tracker(host, port).request(key, priority=1, session_timeout=session_timeout)
+        if key is None:
+            self.name = f"{host}:{port}"
+            self.session = rpc.connect(host, port, session_timeout=session_timeout)
+        else:
+            self.name = key
+            self.session = rpc.connect_tracker(host, port).request(key, priority=1, session_timeout=session_timeout)
         self._dir = tempfile.TemporaryDirectory(prefix="graphopt-rpc-")
         self._count = 0
 
@@ -219,16 +230,37 @@ class RPCRunner(Runner):
         return int(self.session.get_function("runtime.NumThreads")())
 
     def fingerprint(self) -> str:
-        """``rpc:KEY``: every device a tracker lists under one key counts as one kind of device."""
-        return f"rpc:{self.key}"
+        """``rpc:KEY``: every device a tracker lists under one key is one kind of device (``rpc:HOST:PORT``
+        for a server reached directly)."""
+        return f"rpc:{self.name}"
 
 
-def parse_rpc(address: str) -> tuple[str, int, str]:
-    """``HOST:PORT:KEY`` -> (host, port, key); raises ValueError naming the expected form."""
-    parts = address.rsplit(":", 2)
-    if len(parts) != 3 or not parts[1].isdigit() or not parts[0] or not parts[2]:
-        raise ValueError(f"--rpc takes HOST:PORT:KEY (a TVM RPC tracker and a device key), not {address!r}")
-    return parts[0], int(parts[1]), parts[2]
+ISA_LEVELS = {"avx2": ("haswell", ("+avx", "+avx2", "+fma", "+f16c", "+sse4.2"), 256),
+              "sse4": ("x86-64-v2", ("+sse4.2",), 128)}
+"""Older vector ISA levels this machine can emulate as "new devices" (``collect --isa``)."""
+
+
+def isa_target(level: str) -> Any:
+    """The host target restricted to an older ISA ``level`` (e.g. AVX2 on an AVX-512 machine)."""
+    import tvm
+
+    from ..backends.tvm.target import HostTarget, host_target
+
+    if level not in ISA_LEVELS:
+        raise ValueError(f"unknown ISA level {level!r} (available: {', '.join(ISA_LEVELS)})")
+    mcpu, mattr, bits = ISA_LEVELS[level]
+    host = host_target()
+    target = tvm.target.Target({"kind": "llvm", "num-cores": host.cores, "mcpu": mcpu, "mattr": list(mattr)})
+    return HostTarget(target, mcpu, mattr, host.cores, bits, host.threads)
+
+
+def parse_rpc(address: str) -> tuple[str, int, str | None]:
+    """``HOST:PORT:KEY`` (a tracker) or ``HOST:PORT`` (one server) -> (host, port, key or None)."""
+    parts = address.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].isdigit() or (len(parts) == 3 and not parts[2]):
+        raise ValueError(f"--rpc takes HOST:PORT:KEY (a TVM RPC tracker and a device key) or HOST:PORT "
+                         f"(one RPC server), not {address!r}")
+    return parts[0], int(parts[1]), parts[2] if len(parts) == 3 else None
 
 
 def set_threads(threads: int | None) -> None:
@@ -307,14 +339,18 @@ def _dedupe(jobs: Sequence[KernelJob]) -> list[KernelJob]:
 
 
 def collect(dataset_path: str | Path, *, models: Sequence[str] | None = None, synthetic: int = 300,
-            variants: int = 4, full_space: int = 0, budget_s: float = 900.0, rpc: str | None = None, timing: Timing | None = None,
-            seed: int = 0, progress: bool = True) -> CollectReport:
-    """Measure planned kernels until done or ``budget_s`` seconds have passed; append to the dataset."""
+            variants: int = 4, full_space: int = 0, budget_s: float = 900.0, rpc: str | None = None,
+            isa: str | None = None, timing: Timing | None = None, seed: int = 0,
+            progress: bool = True) -> CollectReport:
+    """Measure planned kernels until done or ``budget_s`` seconds have passed; append to the dataset.
+
+    ``isa`` compiles for an older vector ISA level of this CPU (``avx2``): another device.
+    """
     from tqdm import tqdm
 
     start = time.perf_counter()
     timing = timing or Timing()
-    runner: Runner = RPCRunner(rpc, timing, seed) if rpc else Runner(timing, seed)
+    runner: Runner = RPCRunner(rpc, timing, seed, isa) if rpc else Runner(timing, seed, isa)
     device, threads = runner.fingerprint(), runner.threads()
     path = Path(dataset_path)
     ds = Dataset.load(path, device=device, quiet=True) if path.exists() else Dataset(path, device)
@@ -332,7 +368,7 @@ def collect(dataset_path: str | Path, *, models: Sequence[str] | None = None, sy
     report.planned, report.skipped_existing = len(jobs), len(jobs) - len(todo)
     bar.reset(total=len(todo))
     bar.set_description("measuring")
-    target = target_info(threads=threads)
+    target = runner.describe(threads)
     meta = versions()
     for i in range(0, len(todo), BATCH):
         if time.perf_counter() - start > budget_s:

@@ -1,6 +1,7 @@
 """``graphopt costmodel {collect,train,eval,adapt}``: the command-line face of this package.
 
     graphopt costmodel collect DATA.jsonl [--budget S] [--models LIST] [--threads N] [--rpc HOST:PORT:KEY]
+                                          [--full-space N] [--isa avx2|sse4]
     graphopt costmodel train DATA.jsonl -o MODEL.json [--threads N] [--exclude-models LIST]
     graphopt costmodel eval DATA.jsonl [--model MODEL.json] [--holdout LIST] [--threads N]
     graphopt costmodel adapt DATA.jsonl --model BASE.json --samples 10 [--threads N] [-o OUT.json]
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -50,7 +52,10 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     p.add_argument("--full-space", type=int, default=0, metavar="N",
                    help="per network, measure every schedule-search candidate of N tiled kernels (first)")
     p.add_argument("--repeat", type=int, default=5, help="timed repeats per kernel; the fastest is kept")
-    p.add_argument("--rpc", metavar="HOST:PORT:KEY", help="measure on a device registered with a TVM RPC tracker")
+    p.add_argument("--rpc", metavar="HOST:PORT:KEY",
+                   help="measure on a device registered with a TVM RPC tracker (HOST:PORT: one RPC server)")
+    p.add_argument("--isa", choices=["avx2", "sse4"], help="compile for an older vector ISA level of this CPU "
+                   "(another device, e.g. to try adaptation)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = action("train", "train a cost model on a dataset")
@@ -80,12 +85,23 @@ def run(args: argparse.Namespace) -> int:
             raise
         print(f"graphopt: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    print(json.dumps(payload, indent=1, default=_plain) if args.json else text)
+    print(json.dumps(_plain(payload), indent=1, allow_nan=False) if args.json else text)
     return 0
 
 
 def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else str(value)
+    """JSON-ready: numpy scalars as Python numbers, NaN (a metric with nothing to score) as null."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
 
 
 def _load(args: argparse.Namespace) -> Dataset:
@@ -105,7 +121,7 @@ def _collect(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         set_threads(args.threads)
     models = [] if args.models == "none" else _list(args.models)
     report = collect(args.dataset, models=models, synthetic=args.synthetic, variants=args.variants,
-                     full_space=args.full_space, budget_s=args.budget, rpc=args.rpc, timing=Timing(repeat=args.repeat), seed=args.seed,
+                     full_space=args.full_space, budget_s=args.budget, isa=args.isa, rpc=args.rpc, timing=Timing(repeat=args.repeat), seed=args.seed,
                      progress=not args.no_progress and not args.json)
     return report.to_json(), report.to_text()
 

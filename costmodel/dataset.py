@@ -86,6 +86,8 @@ class Record:
         """The record as one JSON line."""
         data = asdict(self)
         data["features"] = [round(float(x), 5) for x in self.features]
+        data["latency_us"] = float(self.latency_us)
+        data["repeats_us"] = [float(x) for x in self.repeats_us]
         return json.dumps(data, sort_keys=True)
 
     @staticmethod

@@ -27,7 +27,7 @@ import os
 import re
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from ..ir.opdef import FusionKind, get_op
 from ..ir.printer import print_graph
 from ..ir.types import DType, TensorType
 
-SCHEMA_VERSION = 3  # bump when a feature's computation changes (names alone are hashed anyway)
+SCHEMA_VERSION = 4  # bump when a feature's computation changes (names alone are hashed anyway)
 OP_BUCKETS = 24
 TOKEN_BUCKETS = 64
 ANCHORS = ("conv", "dwconv", "matmul", "pool", "reduce")
@@ -68,10 +68,6 @@ class TargetInfo:
     l2_kb: int
     l3_kb: int
     isa: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """A plain dict (dataset records and sidecars keep it)."""
-        return asdict(self)
 
 
 def _cache_kb(level: int, default: int) -> int:
@@ -117,12 +113,46 @@ def host_threads() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else _cores()
 
 
+def _parse_target(target: str) -> dict[str, Any]:
+    """A target description as a dict: TVM's JSON form, or ``llvm -mcpu=x -mattr=+a,+b``."""
+    text = target.strip()
+    if text.startswith("{"):
+        try:
+            spec = json.loads(text)
+        except ValueError:
+            return {}
+        return spec if isinstance(spec, dict) else {}
+    words = text.split()
+    spec: dict[str, Any] = {"kind": words[0] if words else "llvm"}
+    for w in words[1:]:
+        key, _, value = w.lstrip("-").partition("=")
+        spec[key] = value.split(",") if key == "mattr" else value
+    return spec
+
+
+def target_kind(target: str) -> str:
+    """The kind of a target description: ``llvm -mcpu=...``, TVM's JSON form or a bare word."""
+    return str(_parse_target(target).get("kind", ""))
+
+
+# LLVM feature (``-mattr``) -> /proc/cpuinfo flag, for the ISA features the vector names.
+_MATTR = {"+avx2": "avx2", "+fma": "fma", "+avx512f": "avx512f", "+avx512vnni": "avx512_vnni",
+          "+avx512bf16": "avx512_bf16"}
+
+
 def target_info(target: str = "llvm", threads: int | None = None) -> TargetInfo:
-    """The descriptors of ``target`` (``llvm``/``cpu``: this host, read from /sys and /proc)."""
-    kind = target.split()[0] if target.strip() else "llvm"
-    if kind not in ("llvm", "cpu"):
+    """The descriptors of ``target``: this host's, read from /sys and /proc, with the vector ISA the
+    target description names in ``mattr`` when it names one (a build for an older ISA level)."""
+    spec = _parse_target(target)
+    if spec.get("kind") not in ("llvm", "cpu"):
         raise ValueError(f"the cost model knows CPU targets only ('llvm'), not {target!r}")
-    return _host(threads if threads is not None else host_threads())
+    host = _host(threads if threads is not None else host_threads())
+    mattr = spec.get("mattr")
+    if not isinstance(mattr, list) or not mattr:
+        return host
+    isa = tuple(flag for feat, flag in _MATTR.items() if feat in mattr and flag in host.isa)
+    bits = 512 if "avx512f" in isa else 256 if "avx2" in isa else 128
+    return replace(host, vector_bits=bits, isa=tuple(f for f in _ISA if f in isa))
 
 
 # ----------------------------------------------------------------------------------------- names
@@ -134,7 +164,7 @@ def _names() -> list[str]:
     names += [f"op_hash_{i}" for i in range(OP_BUCKETS)]
     names += [f"anchor_{a}" for a in ANCHORS]
     names += ["log_transcendental_elems", "log_dividing_elems", "log_simple_elems", "log_moved_elems",
-              "n_transpose"]
+              "n_transpose", "n_transpose_inner"]
     names += ["log_flops", "log_anchor_flops", "log_other_flops", "log_bytes_io", "log_bytes_unfused",
               "log_bytes_weights", "log_intensity", "log_out_numel", "log_max_in_numel", "out_rank"]
     names += [f"log_out_dim_{i}" for i in range(4)]
@@ -367,7 +397,11 @@ def kernel_features(kernel: Node, schedule: Mapping[str, Any], target: TargetInf
             elems["simple"] += numel
         elif fusion == FusionKind.INJECTIVE:
             elems["moved"] += numel
-        f["n_transpose"] += float(n.op == "tensor.transpose")
+        if n.op == "tensor.transpose":
+            f["n_transpose"] += 1
+            # Moving the innermost axis turns contiguous reads or writes into strided ones.
+            perm = tuple(n.attrs.get("perm", ()))
+            f["n_transpose_inner"] += float(bool(perm) and perm[-1] != len(perm) - 1)
     for key, count in elems.items():
         f[f"log_{key}_elems"] = math.log2(count + 1)
     flops = sum(node_flops(n) for n in nodes)
@@ -386,8 +420,10 @@ def kernel_features(kernel: Node, schedule: Mapping[str, Any], target: TargetInf
     f["log_out_numel"] = math.log2(math.prod(out) + 1)
     f["log_max_in_numel"] = math.log2(max((math.prod(static_dims(v.type)) for v in kernel.inputs), default=0) + 1)
     f["out_rank"] = len(out)
-    for i, d in enumerate(reversed(out[-4:])):
+    # The last three dims, and all leading ones as one: rank-5 shuffles read like rank-4 maps.
+    for i, d in enumerate(reversed(out[-3:])):
         f[f"log_out_dim_{3 - i}"] = _log2(d)
+    f["log_out_dim_0"] = _log2(math.prod(out[:-3])) if len(out) > 3 else 0.0
     lanes = max(1, target.vector_bits // max(8, out_t.dtype.itemsize * 8))
     f["out_inner_mod_lanes"] = (out[-1] % lanes) / lanes if out else 0.0
     problem = problem_size(kind, anchor)

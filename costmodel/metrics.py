@@ -7,6 +7,7 @@
 * ``top_k_score``: TenSet's search score. Per task the model picks its k best-predicted schedules;
   the score is sum(w * best measured latency) / sum(w * best latency among the k picks), w being
   how often the task occurs in its network. 1.0 means the model always finds the best schedule.
+  Only tasks with more than k measured schedules count (with k or fewer the pick is trivial).
 * ``search_score``: a search that measures only the best-predicted 20 % of each kernel's schedule
   candidates, as a share of the best latency that measuring all of them finds.
 * ``coverage``: share of measurements inside the predicted [low, high] interval.
@@ -62,12 +63,15 @@ def pairwise_accuracy(y: np.ndarray, pred: np.ndarray, groups: Sequence[str] | N
 
 def top_k_score(y: np.ndarray, pred: np.ndarray, groups: Sequence[str], k: int,
                 weights: Sequence[float] | None = None) -> float:
-    """TenSet's top-k score over tasks with at least two measured schedules (1.0 is perfect)."""
+    """TenSet's top-k score over tasks with more than k measured schedules (1.0 is perfect).
+
+    Tasks with k or fewer schedules are left out: picking k of them always finds the best.
+    """
     y, pred = np.asarray(y, float), np.asarray(pred, float)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
     best = picked = 0.0
     for idx in _tasks(groups, len(y)):
-        if len(idx) < 2:
+        if len(idx) <= k:
             continue
         order = idx[np.argsort(pred[idx], kind="stable")]
         best += w[idx[0]] * y[idx].min()
@@ -110,6 +114,8 @@ def evaluate(y: np.ndarray, mean: np.ndarray, low: np.ndarray, high: np.ndarray,
         out["pairwise_accuracy"] = pairwise_accuracy(y, mean, groups)
         out["top1_score"] = top_k_score(y, mean, groups, 1, weights)
         out["top5_score"] = top_k_score(y, mean, groups, 5, weights)
-        out["tasks"] = sum(len(t) >= 2 for t in _tasks(groups, len(y)))
+        sizes = [len(t) for t in _tasks(groups, len(y))]
+        out["tasks"] = sum(n >= 2 for n in sizes)
+        out["tasks_over_5"] = sum(n > 5 for n in sizes)
         out["search_20pct"] = search_score(y, mean, groups)
     return out
