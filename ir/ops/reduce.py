@@ -42,12 +42,26 @@ def _mean(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
     return np.mean(x, axis=axis, keepdims=keepdims, dtype=x.dtype if x.dtype.kind == "f" else np.float64)
 
 
+def _extreme(fn: Callable[..., np.ndarray], largest: bool) -> Callable[..., np.ndarray]:
+    """``fn`` (np.max or np.min) that returns the identity over an empty set, as ONNX does: -inf
+    for max and +inf for min (the dtype's lowest/highest for integers), where numpy would raise."""
+
+    def compute(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+        if x.size:
+            return fn(x, axis=axis, keepdims=keepdims)
+        info = np.finfo(x.dtype) if x.dtype.kind == "f" else np.iinfo(x.dtype)
+        identity = (-np.inf if largest else np.inf) if x.dtype.kind == "f" else (info.min if largest else info.max)
+        return fn(x, axis=axis, keepdims=keepdims, initial=identity)
+
+    return compute
+
+
 _REDUCE_ATTRS = (Attr("axes", AttrKind.INTS, ()), Attr("keepdims", AttrKind.BOOL, True))
 for _name, _fn, _doc in (
     ("reduce.sum", np.sum, "sum over axes (empty axes: all)"),
     ("reduce.mean", _mean, "mean over axes (empty axes: all)"),
-    ("reduce.max", np.max, "max over axes (empty axes: all)"),
-    ("reduce.min", np.min, "min over axes (empty axes: all)"),
+    ("reduce.max", _extreme(np.max, largest=True), "max over axes (empty axes: all; -inf over an empty set)"),
+    ("reduce.min", _extreme(np.min, largest=False), "min over axes (empty axes: all; +inf over an empty set)"),
     ("reduce.prod", np.prod, "product over axes (empty axes: all)"),
 ):
     register(OpDef(_name, ("x",), _reduce_infer, _reduce(_fn), FusionKind.REDUCTION, attrs=_REDUCE_ATTRS,
