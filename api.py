@@ -30,7 +30,8 @@ from .passes.schedule_order import MemoryBudgetError, pareto_points
 from .passes.tuning_db import cache_dir
 
 DEFAULT_PASSES = "canonicalize"
-TVM_PASSES = "canonicalize,fuse,schedule{{tune={tune}}}"  # kernels for TVM, each with a searched schedule
+TVM_PASSES = "canonicalize,fuse,schedule{{tune={tune}}},plan-memory"  # kernels for TVM, each with a searched
+# schedule, run inside graphopt's memory plan (the backend executes it: docs/memory.md)
 DEFAULT_TUNE = "fast"
 COST_MODEL_PASSES = frozenset({"fuse", "schedule"})  # passes that consult ctx.cost_model
 ARTIFACT_FORMAT = 1
@@ -135,10 +136,11 @@ def compile(
 ) -> CompiledModel:
     """Compile ``model`` (nn.Module, ExportedProgram, ONNX path or ModelProto, or Graph).
 
-    ``passes`` is a pipeline spec (default ``"canonicalize,fuse,schedule"`` when TVM builds the
-    model, ``"canonicalize"`` otherwise); ``dump_ir`` writes one numbered IR file per pass into
-    that folder. ``tune`` (``"none"``, ``"fast"``, ``"full"`` or seconds; default ``"fast"``) is how
-    hard the ``schedule`` pass searches kernel schedules that the tuning database does not have yet.
+    ``passes`` is a pipeline spec (default ``"canonicalize,fuse,schedule,plan-memory"`` when TVM
+    builds the model, which then runs inside graphopt's memory plan; ``"canonicalize"`` otherwise);
+    ``dump_ir`` writes one numbered IR file per pass into that folder. ``tune`` (``"none"``,
+    ``"fast"``, ``"full"`` or seconds; default ``"fast"``) is how hard the ``schedule`` pass
+    searches kernel schedules that the tuning database does not have yet.
     ``peak_memory_budget`` (bytes) appends ``reorder{budget=...}``: the fastest execution order
     found within the budget; the report lists the Pareto points, and a budget below the lower bound
     raises ValueError.
@@ -162,6 +164,8 @@ def compile(
     ctx = pass_context(pipeline, tvm)
     if peak_memory_budget is not None:
         pipeline = ",".join(filter(None, [pipeline, f"reorder{{budget={int(peak_memory_budget)}}}"]))
+        if "plan-memory" in {p.name for p in parse_pipeline(pipeline)}:  # a reorder drops the plan: plan again
+            pipeline += ",plan-memory"
     if quantize is not None:
         pipeline = with_quantization(parse_pipeline(pipeline), graph, quantize, calibration, max_accuracy_drop, metric)
     try:

@@ -4,6 +4,10 @@ A graph with symbolic dims (a dynamic batch) is specialized to the concrete inpu
 first call with those shapes; one build is kept per shape signature. A static graph is built at
 once. Kernels TVM cannot lower or compile run on the reference interpreter through a registered
 Python function; ``describe()`` lists each with its reason.
+
+A graph planned by ``plan-memory`` runs inside graphopt's arenas (``module.arena_layout``) when the
+plan holds for the build's input shapes; otherwise that build uses TVM's own allocation, and
+``describe()`` says which and why.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from ...ir.graph import CONST, Graph, Node
 from ...ir.interpreter import check_inputs, run_node
 from ...ir.types import DType
 from . import TVM_FFI_VERSION, TVM_VERSION
-from .module import KernelRecord, build_kernels, build_module, specialize
+from .module import KernelRecord, MemoryUse, arena_layout, build_kernels, build_module, specialize
 from .schedule import KernelSchedule
 from .target import HostTarget, host_target
 
@@ -43,6 +47,7 @@ class _Build:
     vm: relax.VirtualMachine
     records: list[KernelRecord]
     seconds: float
+    memory: MemoryUse
 
     def __post_init__(self) -> None:
         self.main = self.vm["main"]  # looked up once: the lookup costs about a microsecond per call
@@ -79,11 +84,9 @@ class TVMExecutable:
 
     def _build(self, signature: Signature) -> _Build:
         start = time.perf_counter()
-        types = specialize(self.graph, [v.type.with_shape(s) for v, s in zip(self.graph.inputs, signature)])
         forced: dict[int, str] = {}
         while True:
-            kernels, records = build_kernels(self.graph, types, self._schedules, self.target, forced)
-            mod, shared = build_module(self.graph, types, kernels, self._fallback_name)
+            mod, kernels, records, memory = self._module(signature, forced)
             try:
                 executable = tvm.compile(mod, self.target.target, relax_pipeline="default")
                 break
@@ -92,13 +95,32 @@ class TVMExecutable:
                 if not bad:
                     raise RuntimeError(f"TVM could not build graph @{self.graph.name}: {e}") from e
                 forced.update(bad)
-        for record in records:
-            record.shares = shared.get(record.node_index)
         self._register_fallbacks(records)
         vm = relax.VirtualMachine(executable, tvm.cpu())
-        build = _Build(signature, executable, vm, records, time.perf_counter() - start)
+        build = _Build(signature, executable, vm, records, time.perf_counter() - start, memory)
         self._builds[signature] = build
         return build
+
+    def _module(self, signature: Signature, forced: Mapping[int, str]
+                ) -> tuple[tvm.IRModule, dict[int, Any], list[KernelRecord], MemoryUse]:
+        """The Relax module for inputs of ``signature`` (kernels in ``forced`` on the interpreter)."""
+        types = specialize(self.graph, [v.type.with_shape(s) for v, s in zip(self.graph.inputs, signature)])
+        layout, why = arena_layout(self.graph, types)
+        kernels, records = build_kernels(self.graph, types, self._schedules, self.target, forced)
+        mod, notes = build_module(self.graph, types, kernels, self._fallback_name, layout)
+        for record in records:
+            record.shares = notes.shared.get(record.node_index)
+            if record.node_index in notes.views:
+                record.schedule = "view: no kernel runs, its result is its operand's bytes in the arena"
+        return mod, kernels, records, MemoryUse.of(mod, why, len(notes.views), len(notes.in_place))
+
+    def relax_module(self, signature: Signature | None = None) -> tvm.IRModule:
+        """The Relax module the build for ``signature`` (default: the first) compiled, rebuilt for inspection
+        (builds keep only the compiled code)."""
+        if signature is None:
+            signature = next(iter(self._builds))
+        forced = {r.node_index: r.fallback for r in self._builds[signature].records if r.fallback is not None}
+        return self._module(signature, forced)[0]
 
     def _failing_kernels(self, kernels: Mapping[int, Any]) -> dict[int, str]:
         bad = {}
@@ -135,6 +157,7 @@ class TVMExecutable:
             lines.append(f"build for inputs {_sig_text(build.signature)}: {len(build.records)} kernels, "
                          f"{len(build.records) - len(falls)} TIR ({unique} distinct), {len(falls)} on the "
                          f"interpreter ({build.seconds:.2f} s)")
+            lines.append(f"  {build.memory.describe()}")
             for r in falls:
                 lines.append(f"  FALLBACK {r.name} [{r.ops}] runs on the reference interpreter: {r.fallback}")
             for r in build.records:
@@ -142,6 +165,10 @@ class TVMExecutable:
                     shares = f" (same code as {r.shares})" if r.shares else ""
                     lines.append(f"  {r.name} [{r.ops}]: {r.schedule}{shares}")
         return lines
+
+    def memory(self) -> dict[Signature, MemoryUse]:
+        """How each build allocates activations: graphopt's arenas (sizes, tensors) or TVM's own."""
+        return {sig: b.memory for sig, b in self._builds.items()}
 
     def fallbacks(self) -> list[KernelRecord]:
         """Every kernel, over all builds, that runs on the interpreter."""
@@ -162,7 +189,8 @@ class TVMExecutable:
             library = f"kernels{i}.so"
             build.executable.export_library(str(directory / library))
             builds.append({"signature": [list(s) for s in build.signature], "library": library,
-                           "seconds": build.seconds, "kernels": [r.to_json() for r in build.records]})
+                           "seconds": build.seconds, "kernels": [r.to_json() for r in build.records],
+                           "memory": build.memory.to_json()})
         manifest = {"format": SAVE_FORMAT, "apache-tvm": TVM_VERSION, "apache-tvm-ffi": TVM_FFI_VERSION,
                     "target": str(self.target.target), "fallback_prefix": self._prefix, "builds": builds}
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -193,8 +221,9 @@ class TVMExecutable:
             module = tvm.runtime.load_module(str(directory / entry["library"]))
             self._register_fallbacks(records)
             signature = tuple(tuple(s) for s in entry["signature"])
+            memory = MemoryUse.from_json(entry["memory"]) if "memory" in entry else MemoryUse("tvm", "", {}, ())
             self._builds[signature] = _Build(signature, module, relax.VirtualMachine(module, tvm.cpu()), records,
-                                             entry["seconds"])
+                                             entry["seconds"], memory)
         if not self.dynamic and not self._builds:
             self._build(tuple(tuple(int(d) for d in v.type.shape) for v in graph.inputs))  # type: ignore[misc]
         return self

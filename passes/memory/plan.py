@@ -10,7 +10,9 @@ backends (they survive printing and parsing):
     %5 = nn.relu(%x) mem=arena0+0 bind={B=1} : f32[B,64]           # sizes assumed B=1
 
 ``read_plan`` recovers value -> place from the annotations; ``run_with_plan`` executes a graph
-inside real byte arenas laid out as planned, which is how the tests prove a plan is safe.
+inside real byte arenas laid out as planned, which is how the tests prove a plan is safe. A backend
+that executes the plan (the TVM backend) takes ``home_places`` and ``plan_bindings``, and refuses a
+plan that ``place_conflict`` finds unsafe for the graph as it now is.
 """
 
 from __future__ import annotations
@@ -194,6 +196,66 @@ def read_plan(graph: Graph) -> dict[Value, Place]:
         for v, ref in zip(node.outputs, refs):
             out[v] = Place(v, ref, v.type.nbytes(dict(binds) if isinstance(binds, Mapping) else {}))
     return out
+
+
+def plan_bindings(graph: Graph) -> dict[str, int]:
+    """The symbol sizes the plan in ``graph``'s annotations assumes (``bind={B=1}``), all nodes together."""
+    out: dict[str, int] = {}
+    for node in graph.nodes:
+        binds = node.annotations.get("bind")
+        if "mem" in node.annotations and isinstance(binds, Mapping):
+            out.update({str(k): int(v) for k, v in binds.items()})
+    return out
+
+
+def home_places(graph: Graph) -> dict[Value, Place]:
+    """Where a backend without fast memory keeps each planned value for its whole life.
+
+    That is ``mem``, except for a result written to fast memory that also has a DRAM copy
+    (``evict``): its DRAM home. The values left in fast memory (no ``evict``) are those the tier plan
+    keeps there from their definition to their last read, so each arena stays a valid packing.
+    """
+    places = read_plan(graph)
+    for node in graph.nodes:
+        evict = node.annotations.get("evict")
+        if evict is None:
+            continue
+        for v, ref in zip(node.outputs, evict if isinstance(evict, tuple) else (evict,)):
+            if v in places and ref is not None:
+                places[v] = Place(v, ref, places[v].size)
+    return places
+
+
+def place_conflict(graph: Graph, places: Mapping[Value, Place], bindings: Mapping[str, int]) -> str | None:
+    """Why ``places`` is unsafe for ``graph`` in its node order, or None.
+
+    Unsafe: two values live at a common step share bytes without being one buffer (a view of, or
+    an in-place result over, the other, at the same offset, as ``share_buffers`` allows them), so a
+    stale plan (the graph changed after ``plan-memory``) is caught here instead of corrupting results.
+    """
+    lives = lifetimes(graph, bindings)
+    _, owner, _ = share_buffers(graph, lives, in_place=True)
+    missing = [p.value for p in places.values() if p.value not in lives]
+    if missing:
+        return f"{missing[0]} has a place but no node of the graph defines it"
+    by_arena: dict[str, list[Place]] = {}
+    for p in places.values():
+        by_arena.setdefault(p.ref.arena, []).append(p)
+    for items in by_arena.values():
+        items.sort(key=lambda p: p.ref.offset)
+        for i, a in enumerate(items):
+            la, top = lives[a.value], a.ref.offset + a.size
+            for b in items[i + 1:]:
+                if b.ref.offset >= top:
+                    break
+                lb = lives[b.value]
+                if la.start > lb.end or lb.start > la.end or b.size == 0 or a.size == 0:
+                    continue
+                same = owner.get(a.value) is not None and owner.get(a.value) is owner.get(b.value)
+                if not (same and a.ref.offset == b.ref.offset):
+                    return (f"{a.value} ({a.ref}, steps {la.start}-{la.end}) and {b.value} ({b.ref}, steps "
+                            f"{lb.start}-{lb.end}) overlap while both are live")
+    return None
 
 
 def arena_sizes(graph: Graph) -> dict[str, int]:
