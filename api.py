@@ -149,7 +149,9 @@ def compile(
     kernels; activations static from ``calibration`` samples when given, else dynamic);
     ``quantize="auto"`` picks int8 / bf16 / f32 per layer within ``max_accuracy_drop`` (default
     0.01) of ``metric(outputs per sample) -> score`` when given, else of the outputs' relative
-    error, measured on (the first 16 of) the ``calibration`` samples. See ``docs/quantization.md``.
+    error, measured on (the first 16 of) the ``calibration`` samples; on TVM the result is timed end
+    to end against all-f32, which is kept unless the mixed model is clearly faster. See
+    ``docs/quantization.md``.
     """
     if target != "cpu":
         raise ValueError(f"unknown target '{target}' (available: cpu)")
@@ -166,6 +168,7 @@ def compile(
         pipeline = ",".join(filter(None, [pipeline, f"reorder{{budget={int(peak_memory_budget)}}}"]))
         if "plan-memory" in {p.name for p in parse_pipeline(pipeline)}:  # a reorder drops the plan: plan again
             pipeline += ",plan-memory"
+    imported, f32_pipeline = graph, pipeline
     if quantize is not None:
         pipeline = with_quantization(parse_pipeline(pipeline), graph, quantize, calibration, max_accuracy_drop, metric)
     try:
@@ -175,6 +178,16 @@ def compile(
             raise e.__cause__ from None
         raise
     exe = build(graph, backend)
+    if quantize == "auto" and tvm:  # never slower than all-f32, measured end to end (docs/quantization.md)
+        from .passes.mixed_precision import end_to_end_check
+        from .passes.quant import CalibrationSet
+
+        def build_f32() -> tuple[Graph, Executable]:
+            g, _ = run_passes(imported, f32_pipeline, ctx=pass_context(f32_pipeline, tvm))
+            return g, build(g, backend)
+
+        sample = list(CalibrationSet.of(calibration, imported).samples[0])
+        graph, exe = end_to_end_check(graph, exe, build_f32, sample, ctx)
     s = summarize(graph)
     report = CompileReport(
         source=_describe(model), passes=pass_log, nodes_before=before, nodes_after=s.nodes, flops=s.flops,

@@ -69,6 +69,13 @@ def _graphopt(spec: ModelSpec, samples: list[tuple[np.ndarray, ...]], **options:
     note = f"int8 layers {counts.get('q.conv2d_int8', 0) + counts.get('q.matmul_int8', 0)}"
     if falls:
         note += f"; {len(falls)} fallbacks"
+    for row in compiled.report().quantization:
+        if row["layer"] == "speed check":  # auto: the plan against all-f32 as the pass predicted it
+            verdict = "plan kept" if row["quantized"] else "fell back to all-f32"
+            note += f"; speed check: {verdict}, predicted {100 * float(row['gain']):.1f}% faster"
+        if row["layer"] == "end-to-end check":  # auto: both models timed whole at compile time
+            verdict = "plan kept" if row["quantized"] else "fell back to all-f32"
+            note += f"; end to end: {verdict} ({float(row['mixed_ms']):.1f} vs {float(row['f32_ms']):.1f} ms)"
     inputs = spec.inputs
     return (lambda: as_numpy_list(compiled(*inputs))), note
 

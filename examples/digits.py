@@ -153,6 +153,9 @@ def run_example(epochs: int = 10, backend: str = "auto", out: Callable[[str], No
         results.append(Result(name, acc, ms, layer_summary(compiled)))
         out(f"{name:>5}: accuracy {acc:.2%}  latency {ms * 1e3:7.1f} us  ({results[-1].layers}; compiled in "
             f"{seconds:.1f} s on {compiled.report().backend})")
+        for row in compiled.report().quantization:
+            if row["layer"] in ("speed check", "end-to-end check"):  # auto's verdicts against all-f32
+                out(f"       {row['layer']}: {row['reason']}")
     base = results[0]
     for r in results[1:]:
         out(f"{r.name:>5} vs fp32: accuracy {100 * (r.accuracy - base.accuracy):+.2f} points, "

@@ -6,6 +6,10 @@ A kernel (a ``fused`` node or a single op node, with static types) is classified
   output, cols a multiple of the vector width;
 * ``conv2d``: output-channel block x output-width block;
 * ``dwconv2d`` (depthwise conv): output-width block;
+* ``qmatmul`` / ``qconv2d`` (the int8 kernels ``q.matmul_int8`` / ``q.conv2d_int8`` and their
+  ``q.*_integer`` forms): the same tiles in 16-lane ``vpdpbusd`` vectors (columns / channels a
+  multiple of 16, padded, so a block need not divide them), ``vec`` fixed at 16 (the instruction's
+  width), and ``unroll`` is how many 4-deep steps of the reduction are unrolled (it must divide them);
 * ``elementwise`` / ``reduction`` / ``generic`` (several anchors): no tile.
 
 Every kind also varies ``vec`` (8 or 16), ``par`` (1 or 2 threads), ``unroll`` (0, 4, 16) and, when
@@ -40,6 +44,11 @@ MAX_WASTE = 0.15  # a convolution row widened to whole width blocks may compute 
 PARALLEL_WORK = 1 << 19  # below this many FLOPs the base candidates run on one thread
 SERIAL_MAX_WORK = 1 << 24  # above this many FLOPs one thread never wins: par=1 is not tried
 MATMUL_OPS = ("nn.matmul", "nn.gemm")
+QMATMUL_OPS = ("q.matmul_int8", "q.matmul_integer")
+QCONV_OPS = ("q.conv2d_int8", "q.conv_integer")
+INT_LANES = 16  # i32 lanes of one vpdpbusd: the int8 kernels' column (channel) block unit
+INT_DEPTH = 4  # u8 x i8 products per lane of one vpdpbusd: the reduction step
+INTEGER_KINDS = ("qmatmul", "qconv2d")
 
 Sched = dict[str, Any]
 
@@ -48,15 +57,15 @@ Sched = dict[str, Any]
 class KernelInfo:
     """What the search space needs to know about a kernel: its kind, sizes and constant weights."""
 
-    kind: str  # matmul | conv2d | dwconv2d | elementwise | reduction | generic
-    dims: Mapping[str, int] = field(default_factory=dict)  # m, n / og, ow / wo
+    kind: str  # matmul | conv2d | dwconv2d | qmatmul | qconv2d | elementwise | reduction | generic
+    dims: Mapping[str, int] = field(default_factory=dict)  # m, n / og, ow / wo; int8 kinds add kb (steps of 4)
     packable: bool = False  # the anchor reads constant weights the backend can repack
     flops: int = 0
 
     @property
     def tiled(self) -> bool:
         """True for kinds whose schedules carry a register tile."""
-        return self.kind in ("matmul", "conv2d", "dwconv2d")
+        return self.kind in ("matmul", "conv2d", "dwconv2d", *INTEGER_KINDS)
 
 
 def target_lanes(target: str) -> int:
@@ -79,7 +88,7 @@ def analyze(kernel: Node, constants: Mapping[Value, Any] | None = None) -> Kerne
         inner = kernel.body.inputs if kernel.op == FUSED and kernel.body is not None else kernel.inputs
         consts |= {bv for bv, v in zip(inner, kernel.inputs) if v in constants}
     flops = node_flops(kernel)
-    anchors = [n for n in ops if n.op in MATMUL_OPS or n.op == "nn.conv2d"]
+    anchors = [n for n in ops if n.op in MATMUL_OPS + QMATMUL_OPS + QCONV_OPS or n.op == "nn.conv2d"]
     if len(anchors) > 1:
         return KernelInfo("generic", flops=flops)
     if not anchors:
@@ -88,6 +97,8 @@ def analyze(kernel: Node, constants: Mapping[Value, Any] | None = None) -> Kerne
     anchor = anchors[0]
     out = [int(d) for d in anchor.outputs[0].type.shape]
     packable = len(anchor.inputs) > 1 and anchor.inputs[1] in consts
+    if anchor.op in QMATMUL_OPS + QCONV_OPS:
+        return _integer_info(anchor, out, packable, flops)
     if anchor.op in MATMUL_OPS:
         m = out[-2] if len(out) >= 2 else 1
         n = out[-1] if out else 1
@@ -99,6 +110,17 @@ def analyze(kernel: Node, constants: Mapping[Value, Any] | None = None) -> Kerne
     if cg == 1 and groups > 1:
         return KernelInfo("dwconv2d", {"wo": out[3]}, False, flops)
     return KernelInfo("conv2d", {"og": oc // groups, "ow": out[3]}, packable, flops)
+
+
+def _integer_info(anchor: Node, out: Sequence[int], packable: bool, flops: int) -> KernelInfo:
+    """An int8 kernel: rows (all of a matmul's leading dims, flattened) or output width, columns or
+    channels, and the reduction's 4-deep steps (the lowering pads K or C to a multiple of 4)."""
+    w = [int(d) for d in anchor.inputs[1].type.shape]
+    if anchor.op in QMATMUL_OPS:
+        k = w[0]
+        return KernelInfo("qmatmul", {"m": math.prod(out[:-1]) if len(out) > 1 else 1, "n": out[-1],
+                                      "kb": -(-k // INT_DEPTH)}, packable, flops)
+    return KernelInfo("qconv2d", {"og": w[0], "ow": out[3], "kb": -(-w[1] // INT_DEPTH)}, packable, flops)
 
 
 def annotation(tile: tuple[int, ...] = (), vec: int = 0, par: int = 0, unroll: int = 0,
@@ -173,8 +195,38 @@ def dwconv_tiles(wo: int) -> list[tuple[int]]:
     return [(b,) for b in (16, 8, 32, 4) if b <= wo and (-wo % b) / wo <= 0.25]
 
 
+def _padding_ok(size: int, block: int) -> bool:
+    """A block that pads ``size`` up to a multiple of it computes at most ``MAX_WASTE`` extra."""
+    return (-size % block) / size <= MAX_WASTE
+
+
+def qmatmul_tiles(m: int, n: int) -> list[tuple[int, int]]:
+    """Legal (rows, cols) tiles of an int8 matmul (cols in 16-lane vectors), best-looking first."""
+    vectors = [v for v in (1, 2, 3, 4) if v == 1 or v * INT_LANES <= n and _padding_ok(n, v * INT_LANES)]
+    rows = [r for r in range(1, 9) if r <= m and _padding_ok(m, r)] if m > 1 else [1]
+    # Registers: rows x vectors accumulators, one weight vector per column vector and the broadcast.
+    tiles = [(r, v * INT_LANES) for r in rows for v in vectors if r * v + v + 1 <= 32 and r * v <= MAX_ACCUMULATORS]
+    return sorted(tiles, key=lambda t: (abs(t[0] * t[1] // INT_LANES - GOOD_ACCUMULATORS), -t[1], -t[0]))
+
+
+def qconv_tiles(og: int, ow: int) -> list[tuple[int, int]]:
+    """Legal (out-channel block, width block) tiles of an int8 convolution, best-looking first."""
+    tiles = []
+    for v in (1, 2, 4):
+        if v > 1 and (v * INT_LANES > og or not _padding_ok(og, v * INT_LANES)):
+            continue
+        limit = min(MAX_ACCUMULATORS // v, (32 - v - 1) // v)
+        blocks = sorted(width_blocks(ow, limit), key=lambda b: (-ow % b > 0, abs(v * b - GOOD_ACCUMULATORS)))[:4]
+        tiles += [(v * INT_LANES, b) for b in blocks]
+    return sorted(tiles, key=lambda t: (-ow % t[1] > 0, abs(t[0] // INT_LANES * t[1] - GOOD_ACCUMULATORS), -t[0]))
+
+
 def tiles_for(info: KernelInfo, vec: int, lanes: int) -> list[tuple[int, ...]]:
     """The legal tiles of ``info``'s kind for vector width ``vec`` (``[()]`` when it has none)."""
+    if info.kind == "qmatmul":
+        return list(qmatmul_tiles(info.dims["m"], info.dims["n"]))
+    if info.kind == "qconv2d":
+        return list(qconv_tiles(info.dims["og"], info.dims["ow"]))
     if info.kind == "matmul":
         return list(matmul_tiles(info.dims["m"], info.dims["n"], vec, lanes))
     if info.kind == "conv2d":
@@ -205,9 +257,9 @@ def space(info: KernelInfo, lanes: int = 16) -> list[Sched]:
     packs = (True, False) if info.packable else (True,)
     scored: list[tuple[tuple[int, int], Sched]] = []
     seen: set[tuple] = set()
-    for vec in VECS:
+    for vec in _vecs(info):
         for rank, tile in enumerate(tiles_for(info, vec, lanes)):
-            for par, unroll, pack in product(pars, UNROLLS, packs):
+            for par, unroll, pack in product(pars, _unrolls(info), packs):
                 sched = annotation(tile, vec, par, unroll, pack)
                 key = _key(sched)
                 if key in seen:
@@ -218,6 +270,18 @@ def space(info: KernelInfo, lanes: int = 16) -> list[Sched]:
                 scored.append(((changed, rank), sched))
     scored.sort(key=lambda item: item[0])
     return [s for _, s in scored]
+
+
+def _vecs(info: KernelInfo) -> tuple[int, ...]:
+    # The int8 kernels compute in 16-lane vpdpbusd vectors whatever ``vec`` says.
+    return VECS[:1] if info.kind in INTEGER_KINDS else VECS
+
+
+def _unrolls(info: KernelInfo) -> tuple[int, ...]:
+    # An int8 kernel unrolls whole steps of its reduction: the factor must divide them.
+    if info.kind in INTEGER_KINDS:
+        return tuple(u for u in UNROLLS if u == 0 or u < info.dims["kb"] and info.dims["kb"] % u == 0)
+    return UNROLLS
 
 
 def is_base(sched: Mapping[str, Any], info: KernelInfo) -> bool:
@@ -232,7 +296,7 @@ def is_legal(sched: Mapping[str, Any], info: KernelInfo, lanes: int = 16) -> boo
         return True
     vec = sched.get("vec", 0)
     pars = PARS if info.flops < SERIAL_MAX_WORK else (2,)
-    if vec not in VECS or sched.get("par", 0) not in pars or sched.get("unroll", 0) not in UNROLLS:
+    if vec not in _vecs(info) or sched.get("par", 0) not in pars or sched.get("unroll", 0) not in _unrolls(info):
         return False
     if not sched.get("pack", True) and not info.packable:
         return False

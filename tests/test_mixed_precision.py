@@ -16,13 +16,14 @@ from models import make_model
 
 import graphopt
 from graphopt.frontends import import_torch
-from graphopt.ir.graph import Graph, Node
+from graphopt.ir.graph import Graph, GraphBuilder, Node
 from graphopt.ir.interpreter import run_graph
 from graphopt.ir.parser import parse_ir
 from graphopt.ir.printer import print_graph_with_constants
+from graphopt.ir.types import DType, TensorType
 from graphopt.ir.verify import verify
 from graphopt.passes import PassContext, PassError, run_passes
-from graphopt.passes.mixed_precision import AccuracyMetric, LayerChoice, MixedPrecision, solve_ilp
+from graphopt.passes.mixed_precision import KERNEL_US, AccuracyMetric, LayerChoice, MixedPrecision, solve_ilp
 from graphopt.passes.quant import CalibrationSet, find_layers
 from graphopt.passes.quantize import Calibrate, QuantizeError
 
@@ -87,6 +88,17 @@ def test_ilp_minimizes_latency_within_the_budget() -> None:
 def test_ilp_never_picks_a_precision_that_is_not_faster() -> None:
     table = [_row("slow-int8", 5, 5.5, 0.0), _row("tie", 5, 5, 0.0)]
     assert solve_ilp(table, 1.0) == ["f32", "f32"]
+
+
+def test_ilp_pays_each_activation_conversion_once() -> None:
+    def row(name: str, conversion: str) -> LayerChoice:
+        return LayerChoice(name, "f32", {"f32": 0.0, "int8": 0.001}, {"f32": 10.0, "int8": 6.0}, {"int8": conversion})
+
+    table = [row("a", "quantize x"), row("b", "quantize x"), row("c", "quantize y")]
+    # a and b share x's quantization (6 us for 8 us saved); c alone would pay 6 us to save 4.
+    assert solve_ilp(table, 1.0, {"quantize x": 6.0, "quantize y": 6.0}) == ["int8", "int8", "f32"]
+    assert solve_ilp(table, 1.0, {"quantize x": 0.0, "quantize y": 0.0}) == ["int8"] * 3
+    assert solve_ilp(table, 1.0) == ["int8"] * 3
 
 
 # -------------------------------------------------------------------------------------- the pass
@@ -203,3 +215,106 @@ def test_compile_auto_reports_each_layer() -> None:
     assert err <= 0.05
     with pytest.raises(QuantizeError, match="needs calibration"):
         graphopt.compile(module, tensors, quantize="auto")
+
+
+class _Measurer:
+    """A timing hook stand-in: a kernel with an f32 matmul takes ``f32_us``, one with an int8 matmul
+    ``int8_us``, anything else (quantizing an activation) 1 us."""
+
+    def __init__(self, f32_us: float, int8_us: float) -> None:
+        self.f32_us, self.int8_us = f32_us, int8_us
+        self.kernels: list[str] = []
+
+    def __call__(self, kernel: Node, sched: Any) -> float:
+        assert kernel.body is not None
+        ops = {n.op for n in kernel.body.nodes}
+        self.kernels.append("+".join(sorted(ops)))
+        return 1e-6 * (self.int8_us if "q.matmul_int8" in ops else self.f32_us if "nn.matmul" in ops else 1.0)
+
+
+def _matmul_then_elementwise() -> tuple[Graph, CalibrationSet]:
+    """One matmul layer followed by ten elementwise ops that take most of the time."""
+    rng = np.random.default_rng(2)
+    b = GraphBuilder("mm_tail")
+    x = b.input("x", TensorType((64, 256), DType.f32))
+    w = b.const((rng.standard_normal((256, 256)) / 16).astype(np.float32), "w")
+    y = b.op1("nn.matmul", x, w)
+    for i in range(10):
+        y = b.op1("math.tanh" if i % 2 else "nn.sigmoid", y)
+    g = b.build([y])
+    samples = [(rng.standard_normal((64, 256)).astype(np.float32),) for _ in range(3)]
+    return g, CalibrationSet.of(samples, g)
+
+
+@pytest.mark.parametrize("int8_us, kept", [(50.0, False), (20.0, True)])
+def test_speed_check_keeps_all_f32_unless_the_model_gets_clearly_faster(int8_us: float, kept: bool) -> None:
+    g, samples = _matmul_then_elementwise()
+    check_ir(g)
+    ctx = PassContext()
+    ctx.measure = _Measurer(60.0, int8_us)
+    out = auto(g, samples, ctx, max_drop=0.05, precisions=("int8", "f32"))
+    check_ir(out)
+    assert ctx.measure.kernels, "latencies are measured when the context can time kernels"
+    (layer,) = layer_rows(ctx)
+    # The layer alone is worth int8 either way (50 us + 1 us to quantize x + a kernel call < 0.95 * 60) ...
+    assert layer.numbers["latency_int8_us"] == pytest.approx(int8_us + 1.0 + KERNEL_US)
+    assert "measured" in layer.reason
+    check = next(d for d in ctx.decisions if d.subject == "speed check")
+    assert check.accepted == kept
+    # ... but with the elementwise tail (65 us by roofline, scaled by 60 / 42 as the matmul's) 7 us
+    # saves under 10% of the model.
+    assert check.numbers["predicted_f32_us"] > check.numbers["predicted_plan_us"]
+    assert (check.numbers["gain"] >= check.numbers["margin"]) == kept
+    assert ("q.matmul_int8" in out.op_counts()) == kept
+    if not kept:
+        assert out == run_passes(g, [Calibrate(samples=samples)])[0]
+        assert "all layers stay f32" in check.reason and _choice(layer) == "f32"
+    x = list(samples.samples[0])
+    err = np.linalg.norm(run_graph(out, x)[0] - run_graph(g, x)[0]) / np.linalg.norm(run_graph(g, x)[0])
+    assert err <= 0.05
+
+
+class _Clock:
+    """Stands in for ``time`` in the pass module: advanced only by the fake executables."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _Exe:
+    def __init__(self, clock: _Clock, seconds: float) -> None:
+        self.clock, self.seconds, self.runs = clock, seconds, 0
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        self.clock.now += self.seconds
+        self.runs += 1
+        return [np.zeros(1, np.float32)]
+
+
+@pytest.mark.parametrize("mixed_s, f32_s, kept", [(0.010, 0.020, True), (0.0199, 0.020, False), (0.030, 0.020, False)])
+def test_end_to_end_check_keeps_all_f32_unless_the_mixed_model_runs_faster(
+        monkeypatch: pytest.MonkeyPatch, mixed_s: float, f32_s: float, kept: bool) -> None:
+    from graphopt.passes import mixed_precision
+    from graphopt.passes.base import Decision
+
+    clock = _Clock()
+    monkeypatch.setattr(mixed_precision, "time", clock)
+    g, _ = _matmul_then_elementwise()
+    f32 = run_passes(g, "canonicalize")[0]
+    check_ir(f32)
+    mixed, f32_exe = _Exe(clock, mixed_s), _Exe(clock, f32_s)
+    ctx = PassContext()
+    ctx.decisions.append(Decision("mixed-precision", "nn.matmul %0", True, "int8: ...", {"gain_us": 5.0}))
+    graph, exe = mixed_precision.end_to_end_check(g, mixed, lambda: (f32, f32_exe), [np.zeros(1)], ctx)
+    assert (graph, exe) == ((g, mixed) if kept else (f32, f32_exe))
+    assert mixed.runs == f32_exe.runs > 5  # interleaved, the same number of runs each
+    check = ctx.decisions[-1]
+    assert check.subject == "end-to-end check" and check.accepted == kept
+    assert check.numbers["mixed_ms"] == pytest.approx(1e3 * mixed_s)
+    assert check.numbers["f32_ms"] == pytest.approx(1e3 * f32_s)
+    # Nothing chosen below f32: nothing to compare, nothing built.
+    ctx = PassContext()
+    assert mixed_precision.end_to_end_check(g, mixed, lambda: pytest.fail("built"), [np.zeros(1)], ctx) == (g, mixed)

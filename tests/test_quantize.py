@@ -8,6 +8,7 @@ verifies the result and round-trips its IR text.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -365,6 +366,84 @@ def test_integer_matmul_with_per_row_scales_and_odd_sizes_on_tvm() -> None:
     exe = tvm_backend.build_tvm(g)
     assert exe.fallbacks() == []
     np.testing.assert_allclose(exe.run([data])[0], run_graph(g, [data])[0], rtol=1e-5, atol=1e-5)
+
+
+def _int8_matmul_graph() -> Graph:
+    """x -> dynamic per-row quantization -> int8 matmul (+ bias, ReLU once fused)."""
+    b = GraphBuilder("qmm")
+    x = b.input("x", TensorType((2, 40, 64), DType.f32))
+    y, s, z = b.op("q.dynamic_quantize", [x], {"per_row": True})
+    w = b.const(RNG.integers(-127, 128, (64, 48)).astype(np.int8), "w")
+    ws = b.const(RNG.uniform(0.001, 0.01, 48).astype(np.float32), "ws")
+    bias = b.const(RNG.standard_normal(48).astype(np.float32), "bias")
+    return b.build([b.op1("nn.relu", b.op1("q.matmul_int8", y, w, s, z, ws, bias))])
+
+
+def test_int8_kernels_have_a_search_space() -> None:
+    from graphopt.passes.search_space import analyze, is_legal, space
+
+    g, _ = run_passes(_int8_matmul_graph(), "fuse")
+    check_ir(g)
+    (kernel,) = [n for n in g.nodes if n.op == "fused" and "q.matmul_int8" in print_graph(n.body)]
+    info = analyze(kernel, g.constants())
+    assert (info.kind, dict(info.dims), info.packable) == ("qmatmul", {"m": 80, "n": 48, "kb": 16}, True)
+    cands = space(info)
+    assert len(cands) > 8 and {} not in cands
+    for c in cands:
+        rows, cols = c["tile"]
+        assert is_legal(c, info) and c["vec"] == 16 and cols % 16 == 0 and 1 <= rows <= 8
+        assert 16 % c.get("unroll", 16) == 0 and c.get("unroll", 0) < 16  # whole steps of K/4 = 16
+    assert any(not c.get("pack", True) for c in cands) and any("unroll" in c for c in cands)
+    assert not is_legal({"tile": (4, 32), "vec": 8, "par": 2}, info)  # vpdpbusd is 16 lanes
+    conv = GraphBuilder("qconv")
+    x = conv.input("x", TensorType((1, 24, 14, 14), DType.u8))
+    w = conv.const(RNG.integers(-127, 128, (40, 24, 3, 3)).astype(np.int8), "w")
+    s, z = conv.const(np.float32(0.02)), conv.const(np.uint8(7))
+    ws = conv.const(RNG.uniform(0.001, 0.01, 40).astype(np.float32), "ws")
+    cg = conv.build([conv.op1("q.conv2d_int8", x, w, s, z, ws, pads=(1, 1, 1, 1))])
+    check_ir(cg)
+    cinfo = analyze(cg.nodes[-1], cg.constants())
+    assert (cinfo.kind, dict(cinfo.dims)) == ("qconv2d", {"og": 40, "ow": 14, "kb": 6})
+    assert all(c["tile"][0] % 16 == 0 and is_legal(c, cinfo) for c in space(cinfo))
+
+
+def test_schedule_search_tunes_int8_kernels_and_applies_the_choice(tmp_path: Path) -> None:
+    tvm_backend = _tvm_or_skip()
+    from graphopt.api import tvm_pass_context
+    from graphopt.backends.tvm.lower.quant import vnni_intrinsic
+    from graphopt.passes.search_space import analyze, space
+    from graphopt.passes.tuning_db import TuningDatabase
+
+    if vnni_intrinsic() is None:
+        pytest.skip("this CPU has no AVX-512 VNNI: the int8 kernels take the generic schedule")
+    g = _int8_matmul_graph()
+    check_ir(g)
+    ctx = tvm_pass_context()
+    db = tmp_path / "tuning.jsonl"
+    tuned, _ = run_passes(g, f"fuse,schedule{{tune=fast,db={db}}}", ctx=ctx)
+    check_ir(tuned)
+    (decision,) = [d for d in ctx.decisions if d.pass_name == "schedule" and "q.matmul_int8" in d.subject]
+    assert decision.accepted and decision.numbers["measured"] > 1, decision.reason
+    (kernel,) = [n for n in tuned.nodes if n.op == "fused" and "q.matmul_int8" in print_graph(n.body)]
+    records = [json.loads(line) for line in db.read_text().splitlines()]
+    (record,) = [r for r in records if "q.matmul_int8" in r["kernel"]]
+    assert TuningDatabase(db, target=ctx.target).lookup(record["workload"]) is not None
+    assert dict(kernel.annotations.get("sched", {})) == {k: tuple(v) if isinstance(v, list) else v
+                                                          for k, v in record["schedule"].items()}
+    data = RNG.standard_normal((2, 40, 64)).astype(np.float32)
+    want = run_graph(g, [data])[0]
+    exe = tvm_backend.build_tvm(tuned)
+    assert exe.fallbacks() == []
+    np.testing.assert_allclose(exe.run([data])[0], want, rtol=1e-5, atol=1e-5)
+    # Whatever the timings chose, a non-default candidate is honoured by the kernel and exact.
+    forced = next(c for c in space(analyze(kernel, tuned.constants())) if "unroll" in c and c["tile"][1] == 16)
+    nodes = tuple(n.with_annotations(sched=forced) if n is kernel else n for n in tuned.nodes)
+    graph = Graph(tuned.name, tuned.inputs, nodes, tuned.outputs)
+    check_ir(graph)
+    exe = tvm_backend.build_tvm(graph)
+    (desc,) = [k.schedule for k in exe.kernels() if "q.matmul_int8" in k.ops]
+    assert f"tile=[{forced['tile'][0]},16] unroll={forced['unroll']}" in desc, desc
+    np.testing.assert_allclose(exe.run([data])[0], want, rtol=1e-5, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------- ONNX

@@ -15,6 +15,13 @@ z * colsum(w)``, ``colsum`` packed at compile time. An i8 activation is shifted 
 point too), which leaves ``a - z`` unchanged. The dequantizing epilogue (scales, bias) and any
 elementwise ops fused after it run on the accumulator tile before it is written.
 
+The ``schedule`` pass searches these kernels like the float ones (``passes/search_space.py``, kinds
+``qmatmul`` / ``qconv2d``); the knobs they honour: ``tile`` (rows x columns, or channels x width
+block; columns and channels in 16-lane vectors), ``par`` (1 serial, 2 parallel over the fused outer
+tiles), ``unroll`` (that many 4-deep reduction steps unrolled around the tile's dot products) and
+``pack`` (weights packed at compile time, or in the kernel). ``vec`` is not one: ``vpdpbusd`` is
+16 lanes wide.
+
 Without VNNI (or for grouped convolutions, u8 or asymmetric weights) the same ops lower to plain
 int32 reductions under the generic schedule: correct, but not faster than f32.
 """
@@ -599,6 +606,20 @@ def _attach(sch: Schedule, consumers: Sequence[Any], at_loop: Any, lanes: int) -
         _vectorize(sch, sch.get_loops(c)[-1], lanes)
 
 
+def _split_reduction(sch: Schedule, loop: Any, unroll: int) -> tuple[Any, list[Any]]:
+    """``loop`` (4-deep reduction steps) split so that ``unroll`` steps form an inner loop to
+    unroll, when ``unroll`` divides it (the schedule search only offers such factors)."""
+    extent = int(sch.get(loop).extent)
+    if unroll < 2 or unroll >= extent or extent % unroll:
+        return loop, []
+    outer, inner = sch.split(loop, [None, unroll])
+    return outer, [inner]
+
+
+def _unroll_note(inner: Sequence[Any], sched: KernelSchedule) -> str:
+    return f" unroll={sched.unroll}" if inner else ""
+
+
 def _qmatmul_schedule(sch: Schedule, anchor: Anchor, sched: KernelSchedule,
                       target: HostTarget) -> tuple[str, set[str]]:
     block = sch.get_sblock(anchor.block)
@@ -607,8 +628,9 @@ def _qmatmul_schedule(sch: Schedule, anchor: Anchor, sched: KernelSchedule,
     parallel = _wants_parallel(sch, block, sched)
     io, ii = sch.split(i, [None, mb])
     no, nvi = sch.split(nb, [None, nv])
+    ko, kin = _split_reduction(sch, ko, sched.unroll)
     # Column panels outermost: one packed weight panel stays in cache for all row blocks.
-    sch.reorder(no, io, ko, ii, nvi, ni, ki)
+    sch.reorder(no, io, ko, *kin, ii, nvi, ni, ki)
     acc = sch.cache_write(block, 0, "global")  # tile-sized after compaction: LLVM keeps it in registers
     sch.reverse_compute_at(acc, io)
     _vectorize(sch, sch.get_loops(acc)[-1], LANES)
@@ -621,7 +643,9 @@ def _qmatmul_schedule(sch: Schedule, anchor: Anchor, sched: KernelSchedule,
     sch.tensorize(ni, INTRIN)
     sch.unroll(ii)
     sch.unroll(nvi)
-    return f"int8 matmul vnni tile=[{mb},{nv * LANES}]", _blocks_under(sch, outer)
+    for loop in kin:
+        sch.unroll(loop)
+    return f"int8 matmul vnni tile=[{mb},{nv * LANES}]{_unroll_note(kin, sched)}", _blocks_under(sch, outer)
 
 
 def _qconv_schedule(sch: Schedule, anchor: Anchor, sched: KernelSchedule,
@@ -632,7 +656,8 @@ def _qconv_schedule(sch: Schedule, anchor: Anchor, sched: KernelSchedule,
     parallel = _wants_parallel(sch, block, sched)
     obo, obi = sch.split(ob, [None, nv])
     jo, ji = sch.split(j, [None, owb])
-    sch.reorder(n, obo, i, jo, cb, rh, rw, ji, obi, oi, ci)
+    cb, cin = _split_reduction(sch, cb, sched.unroll)
+    sch.reorder(n, obo, i, jo, cb, rh, rw, *cin, ji, obi, oi, ci)
     acc = sch.cache_write(block, 0, "global")
     sch.reverse_compute_at(acc, jo)
     _vectorize(sch, sch.get_loops(acc)[-1], LANES)
@@ -646,8 +671,10 @@ def _qconv_schedule(sch: Schedule, anchor: Anchor, sched: KernelSchedule,
     sch.tensorize(oi, INTRIN)
     sch.unroll(ji)
     sch.unroll(obi)
+    for loop in cin:
+        sch.unroll(loop)
     handled = _blocks_under(sch, outer) | _repack_schedule(sch, sched, parallel)
-    return f"int8 conv2d vnni NCHW4c tile=[{owb},{nv * LANES}]", handled
+    return f"int8 conv2d vnni NCHW4c tile=[{owb},{nv * LANES}]{_unroll_note(cin, sched)}", handled
 
 
 def _repack_schedule(sch: Schedule, sched: KernelSchedule, parallel: bool) -> set[str]:
