@@ -84,7 +84,8 @@ def _weights_graph(op: str, x_type: TensorType, weight: np.ndarray, **attrs: Any
     return b.build([b.op1(op, x, w, **attrs)])
 
 
-@pytest.mark.parametrize("m,k,n,tile", [(1, 64, 10, ()), (5, 48, 96, ()), (7, 33, 70, (3, 32)), (16, 64, 64, (8, 16))])
+@pytest.mark.parametrize("m,k,n,tile", [(1, 64, 10, ()), (5, 48, 96, ()), (7, 33, 70, (3, 32)), (16, 64, 64, (8, 16)),
+                                        (1, 40, 1000, ()), (3, 24, 200, ())])
 def test_matmul_with_packed_weights(m: int, k: int, n: int, tile: tuple[int, ...]) -> None:
     g = _weights_graph("nn.matmul", f32(m, k), rand(k, n))
     exe = build_tvm(g, {"k1_matmul": KernelSchedule(tile=tile)})
@@ -171,6 +172,56 @@ def test_fused_conv_residual_relu_then_pool() -> None:
     no_fallbacks(exe)
     assert_matches(exe, g, [rand(1, 16, 14, 14)])
     assert "conv2d" in exe.kernels()[0].schedule
+
+
+def test_fused_concat_batch_norm_relu_is_partitioned() -> None:
+    # DenseNet's pattern: the concat's select chain is split into one loop per input, and the
+    # constant BN statistics become a per-channel multiplier and shift.
+    shapes = [f32(1, 24, 9, 11), f32(1, 8, 9, 11), f32(1, 8, 9, 11), f32(1, 16, 9, 11)]
+    body = _body("f0", [*shapes, f32(56), f32(56), f32(56), f32(56)],
+                 lambda b, x0, x1, x2, x3, s, c, m, v: [b.op1("nn.relu", b.op1(
+                     "nn.batch_norm", b.op1("tensor.concat", x0, x1, x2, x3, axis=1), s, c, m, v, epsilon=1e-5))])
+    b = GraphBuilder("dense")
+    xs = [b.input(f"x{i}", t) for i, t in enumerate(shapes)]
+    stats = [b.const(rand(56), "scale"), b.const(rand(56), "bias"), b.const(rand(56), "mean"),
+             b.const(np.abs(rand(56)) + 0.1, "var")]
+    (y,) = b.fused("f0", [*xs, *stats], body)
+    g = b.build([y])
+    exe = build_tvm(g)
+    no_fallbacks(exe)
+    assert_matches(exe, g, [rand(*t.shape) for t in shapes])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("op", ["nn.softmax", "nn.log_softmax", "nn.layer_norm"])
+def test_row_ops_get_the_vectorized_row_schedule(op: str) -> None:
+    # Rows of 64 (rfactor over 16 lanes) and of 24 (too short to split), with an epilogue.
+    for last in (64, 24):
+        x_t = f32(2, 5, last)
+        if op == "nn.layer_norm":
+            body = _body("f0", [x_t, f32(last), f32(last)], lambda b, x, s, c: [b.op1("math.mul", b.op1(
+                op, x, s, c, axis=-1, epsilon=1e-5), x)])
+        else:
+            body = _body("f0", [x_t], lambda b, x: [b.op1("math.mul", b.op1(op, x, axis=-1), x)])
+        b = GraphBuilder("rows")
+        x = b.input("x", x_t)
+        extra = [b.const(rand(last), "s"), b.const(rand(last), "c")] if op == "nn.layer_norm" else []
+        (y,) = b.fused("f0", [x, *extra], body)
+        g = b.build([y])
+        exe = build_tvm(g)
+        no_fallbacks(exe)
+        assert exe.kernels()[0].schedule == "rows", exe.describe()
+        assert_matches(exe, g, [4 * rand(2, 5, last)])
+
+
+def test_depthwise_conv_strided_matches() -> None:
+    for stride, size, dil in ((2, 15, 1), (2, 16, 1), (1, 13, 1), (2, 12, 2), (3, 14, 1)):
+        w = rand(24, 1, 3, 3)
+        g = _weights_graph("nn.conv2d", f32(1, 24, size, size), w, groups=24, strides=(stride, stride),
+                           pads=(1, 1, 1, 1), dilations=(dil, dil))
+        exe = build_tvm(g)
+        no_fallbacks(exe)
+        assert "depthwise conv2d" in exe.kernels()[0].schedule
+        assert_matches(exe, g, [rand(1, 24, size, size)])
 
 
 def test_fused_body_with_scalar_constant_several_results_and_a_passthrough() -> None:

@@ -9,10 +9,16 @@ tile dimension vectorized, the next unrolled, the outer loops fused and run in p
 * conv2d: output computed NCHW[x]c (channel block = vector), tile (channel block x width block),
   reduction over (c, kh, kw) inside; the epilogue unpacks to NCHW one output row at a time.
 * depthwise conv2d: a row vectorized along the width, the channel's padded plane computed just
-  before its rows (the op is memory-bound), the epilogue per output row.
+  before its rows (the op is memory-bound), the epilogue per output row. A column-strided one
+  reads a phase split of the plane (column ``q * stride + p`` at ``[p, q]``), so a row of taps is
+  one contiguous vector load.
+* rows (softmax, layer norm over the last axis): one parallel loop over rows; under it every step
+  of the row is a vectorized loop, reductions through ``rfactor`` (a vector of partial results).
 
 Every other block gets the generic schedule: outer loops fused and parallel when the block has
 enough work, the innermost loop vectorized (small window reductions put it inside the window).
+A block whose value is a chain of selects on one axis (a concat) gets that loop partitioned at the
+switch points, so each piece copies one input with no per-element select.
 If a step fails the kernel falls back to the generic schedule, then to no schedule at all (still
 correct, single-threaded); ``schedule_kernel`` says which one it used.
 """
@@ -90,7 +96,7 @@ def _auto_inline(sch: Schedule) -> None:
     """Inline every injective block into its consumers, except kept pads and outputs."""
     for block in _blocks(sch):
         name = _name(sch, block)
-        if "pad_keep" in name or "anchor" in name or not _is_spatial(sch, block):
+        if "_keep" in name or "anchor" in name or not _is_spatial(sch, block):
             continue
         # Outputs and some access patterns cannot be inlined; they stay blocks of their own.
         with contextlib.suppress(Exception):
@@ -138,6 +144,8 @@ def _generic_spatial(sch: Schedule, block, sched: KernelSchedule, target: HostTa
     loops = sch.get_loops(block)
     work = math.prod(_extent(sch, lp) for lp in loops)
     lanes = sched.vec or target.lanes(_bits(sch, block))
+    if _partition_selects(sch, block, loops, work, sched, lanes):
+        return
     inner = loops[-1]
     extent = _extent(sch, inner)
     if _vectorize_inner(sch, inner, lanes):
@@ -147,6 +155,97 @@ def _generic_spatial(sch: Schedule, block, sched: KernelSchedule, target: HostTa
         # Left out of the parallel loop, a plain innermost loop is one LLVM can still vectorize.
         outer = list(loops[:-1]) if len(loops) > 1 else list(loops)
     _parallelize(sch, outer, work, sched, block)
+
+
+MAX_PARTS = 64  # pieces a loop is partitioned into at most (each is a loop nest of its own)
+
+
+def _select_bounds(sch: Schedule, block) -> tuple[int, list[int]] | None:
+    """The block iter var that a chain of selects splits (a concat's), and where it switches.
+
+    Matches conditions ``K <= v`` / ``v < K`` (and the mirrored forms) directly under an
+    ``if_then_else``, as ``topi.concatenate`` writes them; None when there is no such chain.
+    """
+    stmt = sch.get(block)
+    index = {iv.var: k for k, iv in enumerate(stmt.iter_vars)}
+    cuts: dict[int, set[int]] = {}
+
+    def bound(cond) -> tuple[int, int] | None:
+        a, b = getattr(cond, "a", None), getattr(cond, "b", None)
+        if isinstance(cond, (tir.LE, tir.GT)) and isinstance(a, tir.IntImm) and b in index:
+            return index[b], int(a.value) + (1 if isinstance(cond, tir.GT) else 0)
+        if isinstance(cond, (tir.LT, tir.GE)) and a in index and isinstance(b, tir.IntImm):
+            return index[a], int(b.value)
+        return None
+
+    def visit(node) -> None:
+        cond = None
+        if isinstance(node, tvm.ir.expr.Call) and str(getattr(node.op, "name", "")).endswith("if_then_else"):
+            cond = node.args[0]
+        elif isinstance(node, tir.Select):
+            cond = node.condition
+        found = bound(cond) if cond is not None else None
+        if found is not None:
+            cuts.setdefault(found[0], set()).add(found[1])
+        for child in _children(node):
+            visit(child)
+
+    visit(stmt.body)
+    if len(cuts) != 1:
+        return None
+    ((axis, points),) = cuts.items()
+    extent = int(stmt.iter_vars[axis].dom.extent)
+    inside = sorted(p for p in points if 0 < p < extent)
+    return (axis, inside) if inside and len(inside) < MAX_PARTS else None
+
+
+def _partition_selects(sch: Schedule, block, loops: list, work: int, sched: KernelSchedule, lanes: int) -> bool:
+    """Split the loop a concat's select chain depends on at its switch points; True when done.
+
+    Each piece then reads one input with no select per element (LLVM can vectorize it). The
+    split loop goes just above the innermost one so the loops above it stay one parallel loop.
+    """
+    if len(loops) < 3:
+        return False
+    found = _select_bounds(sch, block)
+    if found is None:
+        return False
+    axis, points = found
+    # The block iter var must be bound to one loop of its own (no fused or split bindings).
+    loop_vars = [sch.get(lp).loop_var for lp in loops]
+    realize_values = _block_bindings(sch, block)
+    value = realize_values[axis]
+    if not isinstance(value, tir.Var) or not any(value.same_as(v) for v in loop_vars):
+        return False
+    target_loop = loops[next(k for k, v in enumerate(loop_vars) if value.same_as(v))]
+    if any(target_loop.same_as(lp) for lp in loops[-1:]):
+        return False
+    others = [lp for lp in loops[:-1] if not lp.same_as(target_loop)]
+    sch.reorder(*others, target_loop, loops[-1])
+    sizes = [b - a for a, b in zip([0, *points], points)]
+    pieces = sch.loop_partition(target_loop, [*sizes, None])
+    for piece in pieces:
+        for child in sch.get_child_blocks(piece):
+            inner = sch.get_loops(child)[-1]
+            _vectorize_inner(sch, inner, lanes)
+    _parallelize(sch, others, work, sched, block=None)
+    return True
+
+
+def _block_bindings(sch: Schedule, block) -> list:
+    """The values bound to ``block``'s iter vars (the block sits right under its innermost loop)."""
+    realize = sch.get(sch.get_loops(block)[-1]).body
+    return list(realize.iter_values) if hasattr(realize, "iter_values") else []
+
+
+def _children(node) -> list:
+    """The sub-expressions of a TIR expression or store (enough for element-wise block bodies)."""
+    if isinstance(node, tvm.ir.expr.Call):
+        return list(node.args)
+    if isinstance(node, tir.Select):
+        return [node.condition, node.true_value, node.false_value]
+    out = [getattr(node, f) for f in ("value", "a", "b") if hasattr(node, f)]
+    return out + list(getattr(node, "indices", ()))
 
 
 def _generic_reduction(sch: Schedule, block, sched: KernelSchedule, target: HostTarget) -> None:
@@ -174,8 +273,10 @@ def _parallelize(sch: Schedule, outer: list, work: int, sched: KernelSchedule, b
         fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
         sch.parallel(fused)
         _annotate_unroll(sch, fused, sched)
-    else:
+    elif block is not None:
         _annotate_unroll(sch, sch.get_loops(block)[0], sched)
+    elif outer:
+        _annotate_unroll(sch, outer[0], sched)
 
 
 def _bits(sch: Schedule, block) -> int:
@@ -281,15 +382,94 @@ def _dwconv2d(sch: Schedule, anchor: Anchor, sched: KernelSchedule, target: Host
     # The op is memory-bound: pad each channel's plane just before its rows are computed, while
     # it is in cache, instead of in a separate pass over the whole tensor.
     # (Its loops are left to LLVM's vectorizer: vectorizing the bounds check in TVM gains nothing.)
-    for producer in sch.get_producers(block):
-        if "pad_keep" in _name(sch, producer):
-            sch.compute_at(producer, outer)
+    # A strided row reads a phase split of the padded plane, itself made from the padded plane.
+    pending = [p for p in sch.get_producers(block) if "pad_keep" in _name(sch, p)]
+    while pending:
+        producer = pending.pop()
+        sch.compute_at(producer, outer)
+        pending += [p for p in sch.get_producers(producer) if "pad_keep" in _name(sch, p)]
     _annotate_unroll(sch, outer, sched)
     return f"depthwise conv2d tile=[{owb}]", _tile_blocks(sch, outer)
+
+
+def _rows(sch: Schedule, anchor: Anchor, sched: KernelSchedule, target: HostTarget) -> tuple[str, set[str]]:
+    """A row-wise op along the last axis (softmax, layer norm): one row at a time, all of its steps.
+
+    The rows run in one parallel loop; under it each step of the row (its reductions, the kept
+    row buffers, the result and any epilogue) is a vectorized loop. A reduction is vectorized by
+    ``rfactor``: ``lanes`` partial results in one vector, then one short reduction of them.
+    """
+    block = sch.get_sblock(anchor.block)
+    loops = sch.get_loops(block)
+    if len(loops) < 2:
+        raise ValueError("a row op needs rows")
+    work = math.prod(_extent(sch, lp) for lp in loops)
+    lanes = sched.vec or target.lanes(_bits(sch, block))
+    # rfactor first: it wants the reduction alone at the top of its loop nest.
+    partials = []
+    for b in _blocks(sch):
+        if _name(sch, b) != anchor.block and not _is_spatial(sch, b):
+            rf = _rfactor_lanes(sch, b, lanes)
+            if rf is not None:
+                partials.append(_name(sch, rf))
+    block = sch.get_sblock(anchor.block)
+    loops = sch.get_loops(block)
+    outer = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+    for c in sch.get_consumers(block):  # an epilogue, also written per row
+        sch.reverse_compute_at(c, outer)
+    # Every block before the result (program order is a topological order), last first so each
+    # one's consumers are already under ``outer``.
+    names = [_name(sch, b) for b in _blocks(sch)]
+    for name in reversed(names[:names.index(anchor.block)]):
+        sch.compute_at(sch.get_sblock(name), outer)
+    for b in sch.get_child_blocks(outer):
+        name = _name(sch, b)
+        if name in partials:
+            # The long loop over vectors outside, the lanes (a spatial axis of this block) inside.
+            _reduce_loops_outside(sch, b, 1)  # below ``outer``, the only loop above the row
+            sch.vectorize(sch.get_loops(b)[-1])
+            init = sch.decompose_reduction(b, sch.get_loops(b)[-2])
+            sch.vectorize(sch.get_loops(init)[-1])
+        elif _is_spatial(sch, b) and len(sch.get_loops(b)) > 1:  # a per-row scalar has no loop
+            _vectorize_inner(sch, sch.get_loops(b)[-1], lanes)
+    if _wants_parallel(work, sched):
+        sch.parallel(outer)
+    _annotate_unroll(sch, outer, sched)
+    return "rows", _tile_blocks(sch, outer)
+
+
+def _reduce_loops_outside(sch: Schedule, block, depth: int) -> None:
+    """Reorder the loops of ``block`` below the first ``depth``: reduction loops first, spatial after."""
+    loops = sch.get_loops(block)[depth:]
+    stmt = sch.get(block)
+    bindings = _block_bindings(sch, block)
+    reduce_vars = [v for iv, v in zip(stmt.iter_vars, bindings) if int(iv.iter_type) != _DATA_PAR]
+    first = [lp for lp in loops if any(_uses(v, sch.get(lp).loop_var) for v in reduce_vars)]
+    rest = [lp for lp in loops if not any(lp.same_as(f) for f in first)]
+    if first and rest:
+        sch.reorder(*first, *rest)
+
+
+def _uses(expr, var) -> bool:
+    """True when ``expr`` mentions ``var``."""
+    if isinstance(expr, tir.Var):
+        return expr.same_as(var)
+    return any(_uses(c, var) for c in _children(expr))
+
+
+def _rfactor_lanes(sch: Schedule, block, lanes: int):  # returns an SBlockRV or None
+    """Split ``block``'s innermost reduction by ``lanes`` and rfactor it; the partial block, or None."""
+    inner = sch.get_loops(block)[-1]
+    extent = _extent(sch, inner)
+    if extent < 2 * lanes or extent % lanes:
+        return None
+    _, ri = sch.split(inner, [None, lanes])
+    return sch.rfactor(ri, 0)
 
 
 _ANCHORS: dict[str, Callable[[Schedule, Anchor, KernelSchedule, HostTarget], tuple[str, set[str]]]] = {
     "matmul": _matmul,
     "conv2d": _conv2d,
     "dwconv2d": _dwconv2d,
+    "rows": _rows,
 }

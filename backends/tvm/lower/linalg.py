@@ -67,6 +67,12 @@ def _matmul_core(a: te.Tensor, b: te.Tensor, a_t: TensorType, b_t: TensorType, t
     mb, nb = matmul_tile(m, n, ctx.lanes, ctx.schedule)
     rk = te.reduce_axis((0, k), name="k")
     pack = len(b_shape) == 2 and b_operand in ctx.consts and ctx.schedule.pack
+    wide = n
+    if pack and not ctx.schedule.tile and nb < ctx.lanes and n > 4 * ctx.lanes:
+        # No vector-sized divisor (a 1000-class head): compute whole column blocks over the
+        # zero-padded packed panels and keep the first n columns.
+        nb = 4 * ctx.lanes if m == 1 else 2 * ctx.lanes
+        wide = -(-n // nb) * nb
     if pack:
         bp = ctx.packed(b_operand, f"kn{nb}n{'t' if trans_b else ''}", _pack_b(k, n, nb, trans_b), b.dtype)
 
@@ -85,7 +91,10 @@ def _matmul_core(a: te.Tensor, b: te.Tensor, a_t: TensorType, b_t: TensorType, t
 
     name = ctx.names("anchor_matmul")
     ctx.set_anchor(Anchor("matmul", name, (mb, nb)))
-    return te.compute(batch + (m, n), body, name=name)
+    c = te.compute(batch + (m, wide), body, name=name)
+    if wide == n:
+        return c
+    return te.compute(batch + (m, n), lambda *i: c[i], name=ctx.names("mm_crop"))
 
 
 def _batch_index(shape: Sequence[int], bidx: tuple) -> tuple:
@@ -225,6 +234,8 @@ def _lower_conv2d(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: Lowe
 
     rh, rw = te.reduce_axis((0, kh), name="rh"), te.reduce_axis((0, kw), name="rw")
     if depthwise:
+        if sw > 1:
+            x_at = _strided_columns(x, (ho, wide), (kh, kw), (sh, sw), (dh, dw), pads, acc, ctx)
         name = ctx.names("anchor_dwconv")
         ctx.set_anchor(Anchor("dwconv2d", name, (owb,)))
         conv = te.compute((n, oc, ho, wide), lambda b, o, i, j: te.sum(
@@ -259,3 +270,32 @@ def _lower_conv2d(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: Lowe
     conv = te.compute((n, blocks, ho, wide, ocb), conv_body, name=name)
     return [te.compute((n, oc, ho, wo), lambda b, o, i, j: with_bias(conv[b, o // ocb, i, j, o % ocb], o),
                        name=ctx.names("conv_out"))]
+
+
+def _strided_columns(x: te.Tensor, out_hw: tuple[int, int], k: tuple[int, int], strides: tuple[int, int],
+                     dil: tuple[int, int], pads: Sequence[int], acc: str, ctx: LowerContext,
+                     pad_value: tir.PrimExpr | float = 0.0) -> Callable[..., tir.PrimExpr]:
+    """The padded input of a column-strided window op, with its columns split by phase.
+
+    ``xq[b, c, row, p, q]`` is padded column ``q * sw + p``, so the taps of a row of outputs at
+    stride ``sw`` read consecutive ``q``: one vector load instead of a strided gather. Both the
+    padded input and its phase split keep their own buffers (``pad_keep``); the schedule computes
+    them one channel at a time, while the channel is in cache.
+    """
+    (ho, wide), (kh, kw), (sh, sw), (dh, dw) = out_hw, k, strides, dil
+    h, wd = int(x.shape[2]), int(x.shape[3])
+    rows = (ho - 1) * sh + (kh - 1) * dh + 1
+    cols = wide + ((kw - 1) * dw) // sw
+    xp = pad_input(x, pads, pad_value, ctx, extra=(max(0, rows - (h + pads[0] + pads[2])),
+                                                   max(0, cols * sw - (wd + pads[1] + pads[3]))))
+    n, c = (int(d) for d in x.shape[:2])
+    xq = te.compute((n, c, rows, sw, cols), lambda b, ch, r, p, q: xp[b, ch, r, q * sw + p],
+                    name=ctx.names("pad_keep_phases"))
+
+    def x_at(b: tir.PrimExpr, ch: tir.PrimExpr, i: tir.PrimExpr, j: tir.PrimExpr, ri: tir.PrimExpr,
+             rj: tir.PrimExpr) -> tir.PrimExpr:
+        tap = rj * dw
+        return tir.Cast(acc, xq[b, ch, i * sh + ri * dh, tap % sw, j + tap // sw])
+
+    return x_at
+

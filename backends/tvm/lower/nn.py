@@ -11,6 +11,7 @@ from tvm import te, topi
 
 from ....ir.ops.common import normalize_axes, normalize_axis
 from .base import (
+    Anchor,
     LowerContext,
     broadcast_read,
     const,
@@ -33,6 +34,14 @@ def _lower_batch_norm(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: 
     dtype = dtype_of(out)
     wide = widen(dtype)
     eps = const(attrs["epsilon"], wide)
+    if all(i in ctx.consts for i in range(1, 5)):
+        # Constant statistics (BN after a concat, which folding cannot reach): the per-channel
+        # multiplier and shift are computed once here, not a sqrt and a divide per element.
+        mul_np, shift_np = _bn_affine([ctx.consts[i] for i in range(1, 5)], attrs["epsilon"], wide)
+        mul = ctx.packed(1, "bn_mul", lambda _: mul_np, wide)
+        shift = ctx.packed(1, "bn_shift", lambda _: shift_np, wide)
+        return [te.compute(static_shape(out), lambda *i: tir.Cast(dtype, tir.Cast(wide, x[i]) * mul[i[1]] + shift[i[1]]),
+                           name=ctx.names("batch_norm"))]
 
     def body(*idx: tir.PrimExpr) -> tir.PrimExpr:
         c = idx[1]
@@ -41,6 +50,13 @@ def _lower_batch_norm(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: 
         return tir.Cast(dtype, tir.Cast(wide, x[idx]) * mul + (w[1] - w[2] * mul))
 
     return [te.compute(static_shape(out), body, name=ctx.names("batch_norm"))]
+
+
+def _bn_affine(stats: Sequence[np.ndarray], epsilon: float, wide: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (multiplier, shift) of batch norm with constant scale, bias, mean and var."""
+    scale, bias, mean, var = (np.asarray(s, np.float64) for s in stats)
+    mul = scale / np.sqrt(var + epsilon)
+    return mul.astype(wide), (bias - mean * mul).astype(wide)
 
 
 @lowers("nn.layer_norm")
@@ -65,7 +81,11 @@ def _lower_layer_norm(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: 
             y = y + tir.Cast(wide, broadcast_read(bias, rank, i))
         return tir.Cast(dtype, y)
 
-    return [te.compute(shape, body, name=ctx.names("layer_norm"))]
+    rows = axes == (rank - 1,) and wide == "float32"
+    name = ctx.names("anchor_layer_norm" if rows else "layer_norm")
+    if rows:
+        ctx.set_anchor(Anchor("rows", name, ()))
+    return [te.compute(shape, body, name=name)]
 
 
 @lowers("nn.lrn")
@@ -103,6 +123,17 @@ def _lower_softmax(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: Low
     xw = te.compute(shape, lambda *i: tir.Cast(wide, x[i]), name=ctx.names("sm_in"))
     mx = reduction(xw, (axis,), True, "max", ctx.names("sm_max"))
     shifted = te.compute(shape, lambda *i: xw[i] - broadcast_read(mx, rank, i), name=ctx.names("sm_shift"))
+    rows = axis == rank - 1 and wide == "float32"
+    if ctx.op == "nn.softmax" and rows:
+        # Rows along the last axis: exp once per element (TVM's vectorizable polynomial, not a libm
+        # call per element), kept in a row buffer that the sum and the scaling both read.
+        fast = topi.fast_exp(shifted)
+        e = te.compute(shape, lambda *i: fast[i], name=ctx.names("sm_exp_keep"))
+        total = reduction(e, (axis,), True, "sum", ctx.names("sm_sum"))
+        inv = te.compute(total.shape, lambda *i: const(1.0, wide) / total[i], name=ctx.names("sm_inv_keep"))
+        name = ctx.names("anchor_softmax")
+        ctx.set_anchor(Anchor("rows", name, ()))
+        return [te.compute(shape, lambda *i: tir.Cast(dtype, e[i] * broadcast_read(inv, rank, i)), name=name)]
     total = reduction(shifted, (axis,), True, "sum", ctx.names("sm_sum"), pre=tir.exp)
     if ctx.op == "nn.softmax":
         def body(*i: tir.PrimExpr) -> tir.PrimExpr:
@@ -110,7 +141,10 @@ def _lower_softmax(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: Low
     else:
         def body(*i: tir.PrimExpr) -> tir.PrimExpr:
             return tir.Cast(dtype, shifted[i] - tir.log(broadcast_read(total, rank, i)))
-    return [te.compute(shape, body, name=ctx.names("softmax"))]
+    name = ctx.names("anchor_softmax" if rows else "softmax")
+    if rows:
+        ctx.set_anchor(Anchor("rows", name, ()))
+    return [te.compute(shape, body, name=name)]
 
 
 # --------------------------------------------------------------------------------------- reductions
