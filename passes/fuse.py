@@ -27,12 +27,17 @@ from ..costmodel.kernels import kernel_graph
 from ..ir.annotations import Cost
 from ..ir.graph import CONST, Graph, GraphBuilder, Node, Value
 from ..ir.opdef import FusionKind, get_op
-from ..ir.printer import Printer, print_graph
+from ..ir.printer import Printer
 from .base import CostPredictor, Decision, KernelMeasurer, PassContext, register_pass
+from .schedule import kernel_ops
+from .tuning_db import TuningDatabase, TuningRecord, cache_dir, workload_key
 
 SMALL_CONST = 1  # scalar constants are copied into kernel bodies; bigger ones stay operands (weights)
 MEASURED_NOISE = 0.05
 """Relative difference between two timings of the same kernel that one run's noise explains."""
+KERNEL_TIMES_FILE = "kernel_times.jsonl"
+"""Default-schedule kernel timings that settled fusion decisions, in graphopt's cache folder. Kept
+apart from the tuning database, whose records mean "searched": these must not stop a search."""
 KERNEL_CALL_US = 0.2
 """What one more kernel costs the Relax VM beyond its own run time (measured: a chain of 20 tiny
 kernels runs 4.5 us slower than the same ops fused into one); kernel measurements leave it out."""
@@ -102,7 +107,8 @@ class CostModelPolicy:
         self.constants = constants
         self.measure = measure
         self.measure_limit = measure_limit  # undecided candidates measured per run; then the rule decides
-        self._times: dict[str, float] = {}  # microseconds by kernel text: repeated layers are timed once
+        self._times: dict[str, float] = {}  # microseconds by workload key: repeated layers are timed once
+        self._db: TuningDatabase | None = None  # earlier compiles' timings, opened on the first measurement
 
     def _alone(self, members: list[Node]) -> Node:
         return members[0] if len(members) == 1 else _kernel(Group(list(members)), "candidate", self.constants)
@@ -139,14 +145,24 @@ class CostModelPolicy:
             f"measured (prediction undecided): fused {measured[0]:.3g}us vs apart {apart:.3g}us; {predicted}"), numbers
 
     def _measure(self, kernels: list[Node]) -> list[float] | None:
+        """Microseconds of each kernel with the default schedule: from this run, from earlier
+        compiles (``kernel_times.jsonl`` beside the tuning database, so a warm compile measures
+        nothing), or measured now and remembered; None when one cannot be timed."""
         assert self.measure is not None
-        keys = [print_graph(kernel_graph(k)) for k in kernels]
+        if self._db is None:
+            self._db = TuningDatabase(cache_dir() / KERNEL_TIMES_FILE, target=self.target)
+        keys = [workload_key(kernel_graph(k)) for k in kernels]
+        for key in keys:
+            record = self._db.lookup(key)
+            if record is not None:
+                self._times.setdefault(key, record.latency_us)
         if not all(k in self._times for k in keys):
             self.measure_limit -= 1
         try:
             for key, kernel in zip(keys, kernels):
                 if key not in self._times:
                     self._times[key] = self.measure(kernel, {}) * 1e6
+                    self._db.add(TuningRecord(key, self.target, {}, self._times[key], kernel=kernel_ops(kernel)))
         except Exception:  # noqa: BLE001 - a kernel the backend cannot time (symbolic shapes, lowering): keep the rule
             return None
         return [self._times[k] for k in keys]

@@ -37,7 +37,7 @@ from graphopt.ir.graph import CONST, FUSED, Graph, Node
 from graphopt.ir.interpreter import run_graph
 from graphopt.ir.printer import print_graph_with_constants
 from graphopt.passes import PassContext, run_passes
-from graphopt.passes.fuse import KERNEL_CALL_US
+from graphopt.passes.fuse import KERNEL_CALL_US, KERNEL_TIMES_FILE
 
 F32 = DType.f32
 TARGET = target_info(threads=2)
@@ -313,7 +313,8 @@ def test_cost_model_policy_rejects_a_confidently_slower_merge() -> None:
     np.testing.assert_allclose(run_graph(out, [x])[0], run_graph(mlp_block(), [x])[0], rtol=1e-5)
 
 
-def test_undecided_prediction_measures_or_keeps_the_rule() -> None:
+def test_undecided_prediction_measures_or_keeps_the_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAPHOPT_CACHE_DIR", str(tmp_path))
     undecided = {**TABLE, "nn.matmul+math.add+nn.relu": (13.0, 11.0, 15.0)}  # worse, but intervals overlap
     _, ctx = _fuse_with(undecided)
     assert ctx.decisions[1].accepted and ctx.decisions[1].reason.startswith("rule (prediction undecided")
@@ -326,6 +327,14 @@ def test_undecided_prediction_measures_or_keeps_the_rule() -> None:
     d = ctx.decisions[1]
     assert not d.accepted and d.reason.startswith("measured (prediction undecided): fused 20us vs apart 12.2us")
     assert d.numbers["measured_fused_us"] == pytest.approx(20.0) and d.numbers["fused_us"] == 13.0
+    # The timings are remembered: a second compile decides the same without measuring anything.
+    assert len((tmp_path / KERNEL_TIMES_FILE).read_text().splitlines()) == 3
+
+    def must_not_measure(kernel: Node, schedule: Mapping[str, Any]) -> float:
+        raise AssertionError("measured again")
+
+    _, again = _fuse_with(undecided, must_not_measure)
+    assert [(d.accepted, d.reason) for d in again.decisions] == [(d.accepted, d.reason) for d in ctx.decisions]
 
 
 # ------------------------------------------------------------------------------------------------ CLI
