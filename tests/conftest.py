@@ -16,3 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Tests must not read or grow the user's tuning database and artifact cache.
 if "GRAPHOPT_CACHE_DIR" not in os.environ:
     os.environ["GRAPHOPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="graphopt-test-cache-")
+# A test's TVM build must come from its own compile, never from an earlier test's (tests/test_build_cache.py
+# turns the build cache back on for itself).
+os.environ["GRAPHOPT_BUILD_CACHE"] = "0"

@@ -60,10 +60,18 @@ def require_tvm() -> None:
 
 
 def build_tvm(graph: Graph, schedules: Mapping[str, KernelSchedule] | None = None) -> TVMExecutable:
-    """Compile ``graph`` with TVM for the host CPU (``schedules`` by kernel name override defaults)."""
+    """Compile ``graph`` with TVM for the host CPU (``schedules`` by kernel name override defaults).
+
+    Without ``schedules`` (the schedules are then the graph's own ``sched`` annotations) a build
+    kept in the build cache is reused (``build_cache``).
+    """
     require_tvm()
     from .executable import TVMExecutable
 
+    if schedules is None:
+        from .build_cache import build_cached
+
+        return build_cached(graph)
     return TVMExecutable(graph, schedules)
 
 

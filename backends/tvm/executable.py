@@ -13,6 +13,7 @@ plan holds for the build's input shapes; otherwise that build uses TVM's own all
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 import warnings
@@ -48,6 +49,7 @@ class _Build:
     records: list[KernelRecord]
     seconds: float
     memory: MemoryUse
+    library: Path | None = None  # the shared library a loaded build came from (TVM cannot re-export it)
 
     def __post_init__(self) -> None:
         self.main = self.vm["main"]  # looked up once: the lookup costs about a microsecond per call
@@ -187,7 +189,13 @@ class TVMExecutable:
         builds = []
         for i, build in enumerate(self._builds.values()):
             library = f"kernels{i}.so"
-            build.executable.export_library(str(directory / library))
+            if build.library is None:
+                build.executable.export_library(str(directory / library))
+            elif build.library.exists():
+                shutil.copyfile(build.library, directory / library)
+            else:
+                raise FileNotFoundError(f"{build.library}, which this model was loaded from, is gone "
+                                        "(evicted from the build cache?); compile the model again to save it")
             builds.append({"signature": [list(s) for s in build.signature], "library": library,
                            "seconds": build.seconds, "kernels": [r.to_json() for r in build.records],
                            "memory": build.memory.to_json()})
@@ -223,7 +231,7 @@ class TVMExecutable:
             signature = tuple(tuple(s) for s in entry["signature"])
             memory = MemoryUse.from_json(entry["memory"]) if "memory" in entry else MemoryUse("tvm", "", {}, ())
             self._builds[signature] = _Build(signature, module, relax.VirtualMachine(module, tvm.cpu()), records,
-                                             entry["seconds"], memory)
+                                             entry["seconds"], memory, directory / entry["library"])
         if not self.dynamic and not self._builds:
             self._build(tuple(tuple(int(d) for d in v.type.shape) for v in graph.inputs))  # type: ignore[misc]
         return self
