@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..passes.quant import INTEGER_KERNELS
 from .bench import load_model, parse_model_arg
 from .peers import ModelSpec, as_numpy_list, ort_session
 
@@ -66,7 +67,7 @@ def _graphopt(spec: ModelSpec, samples: list[tuple[np.ndarray, ...]], **options:
     compiled = graphopt.compile(spec.module, spec.torch_inputs(), backend="tvm", **options)
     counts = compiled.graph.op_counts()
     falls = [n for n in compiled.report().backend_notes if "FALLBACK" in n]
-    note = f"int8 layers {counts.get('q.conv2d_int8', 0) + counts.get('q.matmul_int8', 0)}"
+    note = f"int8 layers {sum(counts.get(op, 0) for op in INTEGER_KERNELS)}"
     if falls:
         note += f"; {len(falls)} fallbacks"
     for row in compiled.report().quantization:

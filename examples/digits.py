@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..passes.quant import INTEGER_KERNELS
+
 CALIBRATION_IMAGES = 64
 SEED = 0
 
@@ -106,7 +108,7 @@ def layer_summary(compiled: Any) -> str:
     """``int8 x3, f32 x1`` style counts of the compiled graph's layers by precision."""
     counts: dict[str, int] = {}
     for node in compiled.graph.walk():
-        if node.op in ("q.conv2d_int8", "q.matmul_int8"):
+        if node.op in INTEGER_KERNELS:
             kind = "int8"
         elif node.op in ("nn.conv2d", "nn.gemm", "nn.matmul"):
             kind = str(node.outputs[0].type.dtype)

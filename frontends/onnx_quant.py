@@ -194,6 +194,33 @@ def _export_conv_integer(e: _Exporter, node: Node, ins: list[str], outs: list[st
     e.emit("ConvInteger", ins, outs, **_conv_onnx_attrs(node))
 
 
+@_emits("q.requantize")
+def _export_requantize(e: _Exporter, node: Node, ins: list[str], outs: list[str]) -> None:
+    """In float, as ONNX has no integer requantization: ``QuantizeLinear(clip((acc + bias) * M *
+    2**-k, lo - zp, hi - zp), 1, zp)`` (ties round to even there, toward +inf in the kernel)."""
+    f32 = onnx_elem_type(DType.f32)
+    acc = _tmp(e, "Add", [ins[0], _along(e, node, ins[4], 4)]) if len(ins) == 5 else ins[0]
+    mult = _tmp(e, "Cast", [_along(e, node, ins[1], 1)], to=f32)
+    shift = _tmp(e, "Cast", [_along(e, node, ins[2], 2)], to=f32)
+    scale = _tmp(e, "Mul", [mult, _tmp(e, "Pow", [e.scalar(2.0, DType.f32), _tmp(e, "Neg", [shift])])])
+    y = _tmp(e, "Mul", [_tmp(e, "Cast", [acc], to=f32), scale])
+    lo, hi = node.attrs["clamp"] if node.attrs["clamp"] else qrange(node.outputs[0].type.dtype)
+    zp = _tmp(e, "Cast", [ins[3]], to=f32)
+    low = _tmp(e, "Sub", [e.scalar(float(lo), DType.f32), zp])
+    high = _tmp(e, "Sub", [e.scalar(float(hi), DType.f32), zp])
+    clipped = _tmp(e, "Min", [_tmp(e, "Max", [y, low]), high])
+    e.emit("QuantizeLinear", [clipped, e.scalar(1.0, DType.f32), ins[3]], outs)
+
+
+def _along(e: _Exporter, node: Node, name: str, operand: int) -> str:
+    """A per-channel operand of ``q.requantize`` shaped to broadcast along its ``axis``."""
+    param, rank = node.inputs[operand].type, node.inputs[0].type.rank
+    axis = node.attrs["axis"] % rank
+    if param.rank == 0 or param.shape == (1,) or axis == rank - 1:
+        return name
+    return _tmp(e, "Unsqueeze", [name, e.ints(list(range(1, rank - axis)), "axes")])
+
+
 def _conv_onnx_attrs(node: Node) -> dict[str, object]:
     a = node.attrs
     return {"kernel_shape": list(node.inputs[1].type.shape[2:]), "strides": list(a["strides"]),

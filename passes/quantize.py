@@ -10,7 +10,11 @@
   activation at run time: static per-tensor u8 from ``qrange``, or dynamic (per tensor, or per row
   for matmuls: the default for them, as transformer activations vary a lot from token to token).
   It writes the QDQ form (``q.quantize`` -> ``q.dequantize`` -> float op) and, unless
-  ``fold=false``, folds it into the integer kernels ``q.conv2d_int8`` / ``q.matmul_int8``.
+  ``fold=false``, folds it into the integer kernels ``q.conv2d_int8`` / ``q.matmul_int8``. With
+  ``requant=fixed`` (the default) a kernel whose f32 result only feeds the next layer's static
+  quantization (through a ReLU at most) then runs integer-only: ``q.conv_integer`` /
+  ``q.matmul_integer`` and ``q.requantize`` with a dyadic multiplier (``passes/quant/requant.py``);
+  ``requant=float`` keeps the f32 epilogue.
   Anything without an integer kernel stays f32 and is listed as a decision; a graph that already
   has ``q.*`` ops is refused.
 * ``fold-qdq`` folds an existing QDQ graph (e.g. an imported ONNX QDQ model) into integer kernels
@@ -38,6 +42,7 @@ from .quant import (
     observe,
 )
 from .quant.fold import FoldNote
+from .quant.requant import requantize_fixed
 
 # Ops that only move or reshape data lose nothing by staying float; the report does not list them.
 _DATA_MOVEMENT = ("tensor.", "q.")
@@ -88,6 +93,7 @@ class Quantize:
     matmul_activations: Literal["static", "dynamic", "dynamic-row"] = "dynamic-row"
     per_channel: bool = True
     fold: bool = True
+    requant: Literal["fixed", "float"] = "fixed"  # integer-only requantization between static layers
     skip: tuple[str, ...] = ()  # layer result names (as the IR prints them, without %) to keep f32
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
@@ -105,6 +111,9 @@ class Quantize:
         if self.fold:
             result, notes = fold_qdq(result)
             _record_folds(ctx, self.name, notes, only_rejected=True)
+            if self.requant == "fixed":
+                result, fixed = requantize_fixed(result)
+                ctx.record(self.name, {"integer-only requantizations": sum(n.accepted for n in fixed)})
         for la in chosen:
             ctx.decisions.append(Decision(self.name, la.name, True, f"int8: {plans[la.node].describe()}",
                                           {"macs": float(la.macs)}))
@@ -133,6 +142,8 @@ class FoldQDQ:
     """Fold QDQ layers (from ``quantize{fold=false}`` or an ONNX QDQ model) into integer kernels."""
 
     name: ClassVar[str] = "fold-qdq"
+    # ``float`` keeps the numbers of the QDQ graph exactly; ``fixed`` then requantizes integer-only.
+    requant: Literal["fixed", "float"] = "float"
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         """The graph with each foldable layer running as an integer kernel."""
@@ -140,6 +151,9 @@ class FoldQDQ:
         _record_folds(ctx, self.name, notes, only_rejected=False)
         ctx.record(self.name, {"folded": sum(n.accepted for n in notes),
                                "left": sum(not n.accepted for n in notes)})
+        if self.requant == "fixed":
+            result, fixed = requantize_fixed(result)
+            ctx.record(self.name, {"integer-only requantizations": sum(n.accepted for n in fixed)})
         return result
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -15,6 +16,9 @@ import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
 from graphopt.ir.graph import Graph, GraphBuilder
 from graphopt.ir.interpreter import run_graph
 from graphopt.ir.opdef import FusionKind, all_ops, get_op
@@ -23,8 +27,6 @@ from graphopt.ir.parser import parse_ir
 from graphopt.ir.printer import print_graph, print_graph_with_constants
 from graphopt.ir.types import DType, TensorType
 from graphopt.ir.verify import verify
-from onnx import helper, numpy_helper
-from onnx.reference import ReferenceEvaluator
 
 RNG = np.random.default_rng(0)
 BIG = 2**63 - 1  # what exporters write for "to the end" in Slice
@@ -426,6 +428,21 @@ def _rows(ref: Ref) -> Ref:
     return run
 
 
+def _requantize_ref(lo: int, hi: int) -> Ref:
+    """q.requantize in Python integers (exact): floor(((acc + bias) * m + 2**(k-1)) / 2**k) + zp, clamped."""
+
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        acc, m, k, zp, bias = inputs
+        out = np.empty(acc.shape, zp.dtype)
+        for idx in np.ndindex(acc.shape):
+            c = idx[1]
+            v = (int(acc[idx]) + int(bias[c])) * int(m[c]) + (1 << (int(k[c]) - 1))
+            out[idx] = min(max((v >> int(k[c])) + int(zp), lo), hi)
+        return [out]
+
+    return run
+
+
 def _int8_kernel(conv: bool, **attrs: Any) -> Ref:
     """f32((x - zp) * w accumulated exactly) * (x_scale * w_scale) + bias, computed in float64 by torch."""
 
@@ -469,6 +486,10 @@ CASES += [
          [RNG.integers(0, 256, (1, 4, 7, 7)).astype(np.uint8), RNG.integers(-127, 128, (6, 4, 3, 3)).astype(np.int8),
           np.float32(0.05), np.uint8(3), rand(6, lo=0.001, hi=0.01), rand(6)],
          _int8_kernel(True, pads=(1, 1, 0, 2), strides=(2, 1)), {"pads": (1, 1, 0, 2), "strides": (2, 1)}),
+    Case("q.requantize", "q.requantize",
+         [RNG.integers(-200_000, 200_000, (2, 3, 4, 5)).astype(np.int32),
+          np.array([2**30, 1_500_000_000, 2**31 - 1], np.int32), np.array([40, 41, 38], np.int32), np.uint8(7),
+          np.array([-5000, 0, 123], np.int32)], _requantize_ref(7, 250), {"clamp": (7, 250)}),
 ]
 
 

@@ -26,12 +26,14 @@ from graphopt.cli import main as cli_main
 from graphopt.frontends import export_onnx, import_onnx, import_torch
 from graphopt.ir.graph import Graph, GraphBuilder
 from graphopt.ir.interpreter import run_graph
+from graphopt.ir.ops.quant import dyadic, requantize
 from graphopt.ir.parser import parse_ir
 from graphopt.ir.printer import print_graph, print_graph_with_constants
 from graphopt.ir.types import DType, TensorType
 from graphopt.ir.verify import verify
 from graphopt.passes import PassContext, PassError, parse_pipeline, run_passes
 from graphopt.passes.quant import (
+    INTEGER_KERNELS,
     CalibrationError,
     CalibrationSet,
     activation_params,
@@ -40,6 +42,7 @@ from graphopt.passes.quant import (
     make_observer,
     weight_params,
 )
+from graphopt.passes.quant.requant import requantize_fixed
 from graphopt.passes.quantize import Calibrate, QuantizeError
 
 RNG = np.random.default_rng(11)
@@ -252,6 +255,175 @@ def test_qdq_form_and_fold_give_the_same_numbers() -> None:
     assert all(d.accepted for d in ctx.decisions if d.pass_name == "fold-qdq")
 
 
+# ------------------------------------------------------------------ integer-only requantization
+
+
+def test_dyadic_multipliers_are_normalized_and_within_two_to_the_minus_31() -> None:
+    scales = np.concatenate([np.array([0.5, 1.0, 1 - 1e-12, 0.75, 3.0, 2.0**-20]),
+                             np.exp(RNG.uniform(np.log(1e-6), np.log(8.0), 1000))])
+    mult, shift = dyadic(scales)
+    assert mult.dtype == np.int32 and shift.dtype == np.int32
+    assert np.all(mult >= 2**30) and np.all(mult.astype(np.int64) < 2**31)
+    assert np.all((shift >= 1) & (shift <= 62))
+    approx = mult.astype(np.float64) * np.exp2(-shift.astype(np.float64))
+    assert np.max(np.abs(approx - scales) / scales) <= 2.0**-31
+    # Below 2**-31 the shift saturates at 62 and the multiplier shrinks; zero stays zero.
+    m, k = dyadic(np.array([2.0**-40, 0.0]))
+    assert list(k) == [62, 31] and m[0] == 2**22 and m[1] == 0
+    with pytest.raises(ValueError, match="scale"):
+        dyadic(np.array([-1.0]))
+
+
+def test_requantize_rounds_ties_up_and_saturates() -> None:
+    half, k = np.array(2**30, np.int32), np.array(31, np.int32)  # 0.5 exactly
+    acc = np.array([5, -5, 7, -7, 1, -1, 2, 1000, -1000], np.int32)
+    got = requantize(acc, half, k, np.array(0, np.int8))
+    # x.5 rounds toward +inf (floor(x + 0.5)), also for negative x; then int8 saturation.
+    assert got.tolist() == [3, -2, 4, -3, 1, 0, 1, 127, -128]
+    u8 = requantize(acc, half, k, np.array(10, np.uint8), clamp=(10, 255))  # ReLU: clamp at the zero point
+    assert u8.tolist() == [13, 10, 14, 10, 11, 10, 11, 255, 10]
+    # Per channel along axis 1, with an int32 bias added before the product.
+    acc2 = np.full((1, 2, 1, 1), 9, np.int32)
+    got2 = requantize(acc2, np.array([2**30, 2**30], np.int32), np.array([31, 32], np.int32),
+                      np.array(0, np.int8), bias=np.array([1, -1], np.int32), axis=1)
+    assert got2.ravel().tolist() == [5, 2]  # (9 + 1) / 2, (9 - 1) / 4
+
+
+def _requant_graph(kind: str, relu: bool) -> Graph:
+    """f32 x -> static u8 -> int8 conv / matmul (+ bias) [-> ReLU] -> static u8 output."""
+    b = GraphBuilder(f"rq_{kind}")
+    if kind == "conv":
+        x = b.input("x", TensorType((1, 12, 9, 11), DType.f32))
+        w = b.const(RNG.integers(-127, 128, (24, 12, 3, 3)).astype(np.int8), "w")
+        n = 24
+    else:
+        x = b.input("x", TensorType((2, 7, 40), DType.f32))
+        w = b.const(RNG.integers(-127, 128, (40, 36)).astype(np.int8), "w")
+        n = 36
+    xq = b.op1("q.quantize", x, b.const(np.float32(0.03)), b.const(np.uint8(100)))
+    ws = b.const(RNG.uniform(0.001, 0.01, n).astype(np.float32), "ws")
+    bias = b.const(RNG.standard_normal(n).astype(np.float32), "bias")
+    args = (xq, w, b.const(np.float32(0.03)), b.const(np.uint8(100)), ws, bias)
+    if kind == "conv":
+        y = b.op1("q.conv2d_int8", *args, pads=(1, 1, 1, 1))
+    else:
+        y = b.op1("q.matmul_int8", *args)
+    if relu:
+        y = b.op1("nn.relu", y)
+    return b.build([b.op1("q.quantize", y, b.const(np.float32(0.05)), b.const(np.uint8(128 if not relu else 0)))])
+
+
+def _requant_input(g: Graph) -> np.ndarray:
+    return (RNG.standard_normal(tuple(int(d) for d in g.inputs[0].type.shape)) * 2).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["conv", "matmul"])
+@pytest.mark.parametrize("relu", [True, False])
+def test_requantize_fixed_folds_and_stays_within_one_step(kind: str, relu: bool) -> None:
+    g = _requant_graph(kind, relu)
+    fixed, notes = requantize_fixed(g)
+    check_ir(g)
+    check_ir(fixed)
+    counts = fixed.op_counts()
+    assert counts["q.requantize"] == 1 and {"q.conv2d_int8", "q.matmul_int8", "nn.relu"}.isdisjoint(counts)
+    assert [n.accepted for n in notes] == [True]
+    data = _requant_input(g)
+    want, got = run_graph(g, [data])[0], run_graph(fixed, [data])[0]
+    assert got.dtype == want.dtype == np.uint8
+    # The f32 epilogue and the dyadic one differ only where the bias rounding or a tie moves a
+    # value across a rounding boundary: at most one step, rarely.
+    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+    assert diff.max() <= 1 and diff.mean() < 0.01
+    if relu:
+        assert got.min() >= 0
+
+
+def test_requantize_fixed_keeps_f32_results_other_ops_read() -> None:
+    b = GraphBuilder("rq_two")
+    x = b.input("x", TensorType((2, 40), DType.f32))
+    xq = b.op1("q.quantize", x, b.const(np.float32(0.03)), b.const(np.uint8(100)))
+    w = b.const(RNG.integers(-127, 128, (40, 8)).astype(np.int8), "w")
+    y = b.op1("q.matmul_int8", xq, w, b.const(np.float32(0.03)), b.const(np.uint8(100)), b.const(np.float32(0.01)))
+    yq = b.op1("q.quantize", y, b.const(np.float32(0.05)), b.const(np.uint8(128)))
+    g = b.build([yq, y])  # the f32 result is a graph output too
+    fixed, notes = requantize_fixed(g)
+    assert "q.requantize" not in fixed.op_counts() and not notes[0].accepted
+    assert "other readers" in notes[0].reason
+
+
+@pytest.mark.parametrize("kind", ["conv", "matmul"])
+def test_requantize_exports_with_float_scales_onnxruntime_runs(kind: str) -> None:
+    fixed, _ = requantize_fixed(_requant_graph(kind, True))
+    check_ir(fixed)
+    model = export_onnx(fixed)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "ConvInteger" if kind == "conv" else "MatMulInteger"} <= ops
+    data = _requant_input(fixed)
+    got, want = ort_run(model, [data])[0], run_graph(fixed, [data])[0]
+    assert got.dtype == np.uint8
+    # M * 2**-k in f32 and onnxruntime's round-half-even: one step at most, rarely.
+    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+    assert diff.max() <= 1 and diff.mean() < 0.01
+
+
+def test_quantize_requant_option_and_models_round_trip() -> None:
+    g, inputs = float_model("resnet")
+    samples = samples_like(inputs, 2) + [tuple(inputs)]
+    fixed = quantized(g, samples, spec="quantize")
+    flt = quantized(g, samples, spec="quantize{requant=float}")
+    check_ir(fixed)
+    check_ir(flt)
+    assert fixed.op_counts()["q.requantize"] > 0 and "q.requantize" not in flt.op_counts()
+    assert "requant=fixed" not in print_graph(fixed)  # the text carries the op, not a pass option
+    want = run_graph(g, inputs)[0]
+    assert cosine(run_graph(fixed, inputs)[0], want) >= 0.999
+
+
+@pytest.mark.parametrize("kind", ["conv", "matmul"])
+@pytest.mark.parametrize("relu", [True, False])
+def test_requantize_on_tvm_equals_the_interpreter_bit_for_bit(kind: str, relu: bool) -> None:
+    tvm_backend = _tvm_or_skip()
+    from graphopt.backends.tvm.lower.quant import vnni_intrinsic
+
+    fixed, _ = run_passes(requantize_fixed(_requant_graph(kind, relu))[0], "fuse")
+    check_ir(fixed)
+    exe = tvm_backend.build_tvm(fixed)
+    assert exe.fallbacks() == []
+    data = _requant_input(fixed)
+    got, want = exe.run([data])[0], run_graph(fixed, [data])[0]
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, want)
+    kernels = [k for k in exe.kernels() if "q.requantize" in k.ops]
+    assert [k.ops.split("+")[0] for k in kernels] == ["q.conv_integer" if kind == "conv" else "q.matmul_integer"]
+    if vnni_intrinsic() is not None:
+        assert "vnni" in kernels[0].schedule
+
+
+def test_requantize_epilogue_keeps_vpdpbusd() -> None:
+    _tvm_or_skip()
+    import tvm
+
+    from graphopt.backends.tvm.kernel import build_kernel
+    from graphopt.backends.tvm.lower.quant import vnni_intrinsic
+    from graphopt.backends.tvm.module import infer_types
+    from graphopt.backends.tvm.schedule import KernelSchedule
+    from graphopt.backends.tvm.target import host_target
+
+    if vnni_intrinsic() is None:
+        pytest.skip("this CPU has no AVX-512 VNNI")
+    g, _ = run_passes(requantize_fixed(_requant_graph("matmul", True))[0], "fuse")
+    check_ir(g)
+    (node,) = [n for n in g.nodes if n.op == "fused"]
+    types = {v: v.type for v in node.inputs}
+    infer_types([node], types)
+    consts = g.constants()
+    kernel = build_kernel(node, "k0", types, consts, KernelSchedule(), host_target())
+    assert "vnni" in kernel.schedule
+    lib = tvm.compile(tvm.IRModule({"k0": kernel.func.with_attr("global_symbol", "k0")}), host_target().target)
+    asm = lib.mod.inspect_source("asm")
+    assert "vpdpbusd" in asm
+
+
 def test_fold_leaves_a_float_weight_off_the_grid_alone() -> None:
     b = GraphBuilder("g")
     x = b.input("x", TensorType((2, 8), DType.f32))
@@ -291,12 +463,14 @@ def test_quantized_models_run_on_tvm_integer_kernels(name: str) -> None:
     # Same integer arithmetic; f32 epilogues may round differently, flipping a later quantization step.
     assert rel_err(got, want) < 1e-3
     kernels = exe.kernels()
-    anchors = [k for k in kernels if "q.conv2d_int8" in k.ops or "q.matmul_int8" in k.ops]
+    anchors = [k for k in kernels if k.ops.split("+")[0] in INTEGER_KERNELS]
     assert anchors
     if vnni_intrinsic() is not None:
         assert all("vnni" in k.schedule for k in anchors), [k.schedule for k in anchors]
     if name == "resnet":
-        # Bias, ReLU and the next layer's quantization run in the integer kernel's epilogue.
+        # Bias, ReLU and the next layer's quantization run in the integer kernel's epilogue: in
+        # integers where only the next layer reads the result, else in f32 (a residual needs it).
+        assert any(k.ops == "q.conv_integer+q.requantize" for k in anchors)
         assert any(k.ops.startswith("q.conv2d_int8") and k.ops.endswith("q.quantize") for k in anchors)
 
 

@@ -10,6 +10,8 @@ epilogue ``acc * (a_scale * b_scale) + bias``. Weights are symmetric int8 (no ze
 References accumulate in float64, which is exact for integer sums below 2**53, so they equal an
 int32 accumulation whenever that one does not overflow (K below 66 000 for u8 x i8).
 ``q.matmul_integer`` and ``q.conv_integer`` are ONNX's MatMulInteger and ConvInteger (int32 out).
+``q.requantize`` is HAWQ-V3's integer-only requantization of such an int32 accumulator: an int32
+bias, a dyadic multiplier ``M * 2**-k`` per channel (``dyadic``) and a clamp, all in int64.
 """
 
 from __future__ import annotations
@@ -348,4 +350,85 @@ register(OpDef(
     FusionKind.OUT_FUSABLE, num_optional=1, attrs=_CONV_ATTRS, flops=_conv_flops,
     doc="f32(conv2d(x - x_zero_point, w) accumulated in i32) * (x_scale * w_scale) + bias: u8/i8 NCHW "
         "activation scaled per tensor (pads hold the zero point), i8 OIHW weight per tensor or per output channel",
+))
+
+
+# ------------------------------------------------------------------ integer-only requantization
+
+
+def requantize(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, zero_point: np.ndarray,
+               bias: np.ndarray | None = None, axis: int = 1, clamp: Sequence[int] = ()) -> np.ndarray:
+    """``clamp(((acc + bias) * multiplier + 2**(shift-1)) >> shift + zero_point)`` in integers.
+
+    The sum, the product, the rounding term and the arithmetic right shift are int64: exact while
+    |acc + bias| < 2**31 (multiplier < 2**31, shift <= 62), which an int32 accumulator of u8 x i8
+    products below K = 66 000 and a bias on its grid always meet. So the result rounds
+    ``(acc + bias) * multiplier / 2**shift`` to nearest, ties toward +inf.
+    The clamp (``[lo, hi]``, else the zero point's range) is applied in int64 before narrowing.
+    """
+    dtype = DType.from_numpy(zero_point.dtype)
+    lo, hi = (int(clamp[0]), int(clamp[1])) if clamp else qrange(dtype)
+    v = acc.astype(np.int64)
+    if bias is not None:
+        v = v + _expand(bias.astype(np.int64), acc.ndim, axis)
+    m = _expand(multiplier.astype(np.int64), acc.ndim, axis)
+    k = _expand(shift.astype(np.int64), acc.ndim, axis)
+    y = (v * m + (np.int64(1) << (k - 1))) >> k
+    y = np.clip(y + np.int64(zero_point.reshape(()).astype(np.int64)), lo, hi)
+    return y.astype(zero_point.dtype)
+
+
+def dyadic(scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(multiplier, shift)`` as int32 with ``multiplier * 2**-shift ~= scale`` per entry.
+
+    The multiplier is normalized to [2**30, 2**31), so the relative error is at most 2**-31;
+    shift is in [1, 62] (a scale below 2**-31 gets a smaller multiplier at shift 62, a zero scale
+    multiplier 0). Raises ``ValueError`` for a negative, non-finite or >= 2**30 scale.
+    """
+    s = np.asarray(scale, np.float64)
+    if not np.all(np.isfinite(s)) or np.any(s < 0) or np.any(s >= 2.0**30):
+        raise ValueError(f"requantization scale must be finite, >= 0 and < 2**30, got {s.min()}..{s.max()}")
+    frac, exp = np.frexp(s)  # s = frac * 2**exp, frac in [0.5, 1) (0 for s == 0)
+    mult = np.rint(frac * 2.0**31).astype(np.int64)
+    shift = (31 - exp).astype(np.int64)
+    carry = mult == 2**31  # frac rounded up to 1.0
+    mult = np.where(carry, 2**30, mult)
+    shift = np.where(carry, shift - 1, shift)
+    small = shift > 62
+    mult = np.where(small, np.rint(np.where(small, s, 0) * 2.0**62).astype(np.int64), mult)
+    shift = np.where(small, 62, shift)
+    shift = np.where(s == 0, 31, shift)
+    return mult.astype(np.int32), shift.astype(np.int32)
+
+
+def _requantize_infer(ins: Sequence[TensorType], attrs: Mapping[str, Any]) -> list[TensorType]:
+    acc, mult, shift, zp = ins[:4]
+    op = "q.requantize"
+    if acc.dtype is not DType.i32:
+        raise ValueError(f"{op} accumulator must be i32, got {acc}")
+    if zp.dtype not in QUANT_DTYPES or zp.numel() != 1 or zp.rank > 1:
+        raise ValueError(f"{op} zero point must be an i8 or u8 scalar (it sets the result type), got {zp}")
+    ax = normalize_axis(attrs["axis"], acc.rank) if acc.rank else 0
+    params = [(mult, "multiplier"), (shift, "shift")] + ([(ins[4], "bias")] if len(ins) == 5 else [])
+    for t, name in params:
+        if t.dtype is not DType.i32:
+            raise ValueError(f"{op} {name} must be i32, got {t}")
+        per_tensor = t.rank == 0 or t.shape == (1,)
+        if not per_tensor and not (t.rank == 1 and acc.rank and dims_agree(t.shape[0], acc.shape[ax])):
+            raise ValueError(f"{op} {name} must be a scalar or one per acc.shape[{attrs['axis']}], got {t} for {acc}")
+    clamp = attrs["clamp"]
+    if clamp:
+        lo, hi = qrange(zp.dtype)
+        if len(clamp) != 2 or not lo <= clamp[0] <= clamp[1] <= hi:
+            raise ValueError(f"{op} clamp must be [lo, hi] within {zp.dtype}'s range, got {list(clamp)}")
+    return [acc.with_dtype(zp.dtype)]
+
+
+register(OpDef(
+    "q.requantize", ("acc", "multiplier", "shift", "zero_point", "bias"), _requantize_infer,
+    lambda xs, a: [requantize(xs[0], xs[1], xs[2], xs[3], xs[4] if len(xs) == 5 else None, a["axis"], a["clamp"])],
+    FusionKind.BROADCAST, num_optional=1,
+    attrs=(Attr("axis", AttrKind.INT, 1), Attr("clamp", AttrKind.INTS, ())), flops=elementwise_flops(6),
+    doc="integer-only requantization of an i32 accumulator: clamp(((acc + bias) * multiplier + "
+        "2**(shift-1)) >> shift + zero_point) with an int64 product, in zero_point's type",
 ))

@@ -1,4 +1,5 @@
-"""Fold QDQ patterns into integer kernels (HAWQ-V3's integer-only lowering, with an f32 epilogue).
+"""Fold QDQ patterns into integer kernels with an f32 epilogue (``requant.py`` then makes the
+requantization between static layers integer-only, as HAWQ-V3 does).
 
     conv2d(dequantize(xq, s, z), dequantize(wq, ws, 0), bias) -> q.conv2d_int8(xq, wq, s, z, ws, bias)
     matmul(dequantize(aq, s, z), dequantize(wq, ws, 0))       -> q.matmul_int8(aq, wq, s, z, ws)

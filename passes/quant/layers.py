@@ -14,6 +14,8 @@ from ...ir.printer import Printer
 from ...ir.types import DType
 
 ANCHORS = ("nn.conv2d", "nn.matmul", "nn.gemm")
+# The integer kernels a quantized layer runs as: f32 epilogue, or i32 results for q.requantize.
+INTEGER_KERNELS = ("q.conv2d_int8", "q.matmul_int8", "q.conv_integer", "q.matmul_integer")
 QRANGE = "qrange"  # annotation of a layer: calibrated real range [lo, hi] of its activation operand
 
 

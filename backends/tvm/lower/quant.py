@@ -13,7 +13,9 @@ per lane), through a TIR tensor intrinsic the anchor schedules below tensorize w
 The zero point of the activation is taken out after the dot products: ``sum (a - z) w = sum a w -
 z * colsum(w)``, ``colsum`` packed at compile time. An i8 activation is shifted to u8 (+128, zero
 point too), which leaves ``a - z`` unchanged. The dequantizing epilogue (scales, bias) and any
-elementwise ops fused after it run on the accumulator tile before it is written.
+elementwise ops fused after it run on the accumulator tile before it is written; so does an
+integer-only ``q.requantize`` after ``q.conv_integer`` / ``q.matmul_integer`` (int64 product,
+rounding shift, zero point and clamp, vectorized like the f32 epilogue).
 
 The ``schedule`` pass searches these kernels like the float ones (``passes/search_space.py``, kinds
 ``qmatmul`` / ``qconv2d``); the knobs they honour: ``tile`` (rows x columns, or channels x width
@@ -113,6 +115,10 @@ def _i32(e: tir.PrimExpr) -> tir.PrimExpr:
     return tir.Cast("int32", e)
 
 
+def _i64(e: tir.PrimExpr) -> tir.PrimExpr:
+    return tir.Cast("int64", e)
+
+
 def _round_clip(v: tir.PrimExpr, zero: tir.PrimExpr | None, lo: int, hi: int, dtype: str) -> tir.PrimExpr:
     """``saturate(round_half_even(v) + zero)`` converted to ``dtype``: the reference's order of
     operations (rounding after adding the zero point would round some ties differently)."""
@@ -147,6 +153,30 @@ def _lower_dequantize(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: 
         return _f32(centered) * _f32(_param(s, st, idx, attrs["axis"]))
 
     return [te.compute(static_shape(ctx.out_types[0]), body, name=ctx.names("dequantize"))]
+
+
+@lowers("q.requantize")
+def _lower_requantize(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerContext) -> list[te.Tensor]:
+    """The reference's integer arithmetic in int64: bias add, product, rounding arithmetic right
+    shift, zero point and clamp, narrowed last (exact, so bit-equal to the interpreter)."""
+    acc, mult, shift, zp = args[:4]
+    bias = args[4] if len(args) == 5 else None
+    out = ctx.out_types[0]
+    lo, hi = attrs["clamp"] if attrs["clamp"] else qrange(out.dtype)
+    types = ctx.in_types
+    axis = attrs["axis"]
+
+    def body(*idx: tir.PrimExpr) -> tir.PrimExpr:
+        v = _i64(acc[idx])
+        if bias is not None:
+            v = v + _i64(_param(bias, types[4], idx, axis))
+        k = _i64(_param(shift, types[2], idx, axis))
+        prod = v * _i64(_param(mult, types[1], idx, axis))
+        y = tir.shift_right(prod + tir.shift_left(const(1, "int64"), k - const(1, "int64")), k)
+        y = y + _i64(_param(zp, types[3], idx, axis))
+        return tir.Cast(dtype_of(out), tir.max(tir.min(y, const(hi, "int64")), const(lo, "int64")))
+
+    return [te.compute(static_shape(out), body, name=ctx.names("requantize"))]
 
 
 @lowers("q.dynamic_quantize")
