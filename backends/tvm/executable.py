@@ -13,11 +13,15 @@ plan holds for the build's input shapes; otherwise that build uses TVM's own all
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
+import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,7 +194,8 @@ class TVMExecutable:
         for i, build in enumerate(self._builds.values()):
             library = f"kernels{i}.so"
             if build.library is None:
-                build.executable.export_library(str(directory / library))
+                with _without_scope_logs():
+                    build.executable.export_library(str(directory / library))
             elif build.library.exists():
                 shutil.copyfile(build.library, directory / library)
             else:
@@ -226,15 +231,38 @@ class TVMExecutable:
         for entry in manifest["builds"]:
             records = [KernelRecord(**r) for r in entry["kernels"]]
             _check_records(graph, records, directory)
-            module = tvm.runtime.load_module(str(directory / entry["library"]))
-            self._register_fallbacks(records)
-            signature = tuple(tuple(s) for s in entry["signature"])
-            memory = MemoryUse.from_json(entry["memory"]) if "memory" in entry else MemoryUse("tvm", "", {}, ())
-            self._builds[signature] = _Build(signature, module, relax.VirtualMachine(module, tvm.cpu()), records,
-                                             entry["seconds"], memory, directory / entry["library"])
+            with _without_scope_logs():
+                module = tvm.runtime.load_module(str(directory / entry["library"]))
+                vm = relax.VirtualMachine(module, tvm.cpu())
+                self._register_fallbacks(records)
+                signature = tuple(tuple(s) for s in entry["signature"])
+                memory = MemoryUse.from_json(entry["memory"]) if "memory" in entry else MemoryUse("tvm", "", {}, ())
+                self._builds[signature] = _Build(signature, module, vm, records, entry["seconds"], memory,
+                                                 directory / entry["library"])
         if not self.dynamic and not self._builds:
             self._build(tuple(tuple(int(d) for d in v.type.shape) for v in graph.inputs))  # type: ignore[misc]
         return self
+
+
+@contextmanager
+def _without_scope_logs() -> Iterator[None]:
+    """Run the body with the C++ runtime's stderr captured, passing on all but the VM's
+    "Warning: Scope Saving:/Loaded:" lines (TVM 0.27 logs one per function when saving or loading
+    an executable; they mean nothing to a user)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace")
+            kept = [line for line in text.splitlines(keepends=True)
+                    if not line.rstrip().endswith(("Warning: Scope Saving:", "Warning: Scope Loaded:"))]
+            sys.stderr.write("".join(kept))
 
 
 def _check_records(graph: Graph, records: Sequence[KernelRecord], directory: Path) -> None:
