@@ -74,9 +74,9 @@ def bench_fusion(arg: str, passes: str = DEFAULT_PASSES, runs: int = 30, rtol: f
         kernels[mode] = sum(n.op != "const" for n in fused.nodes)
     worst = 0.0
     for mode in MODES:
-        err, why = compare(exes[mode].run(list(spec.inputs)), want, rtol, 1e-4)
-        if why is not None:
-            raise AssertionError(f"{spec.name} ({mode}): {why}")
+        err, _ = compare(exes[mode].run(list(spec.inputs)), want, rtol, 1e-4)
+        if err > rtol:  # max |got - want| over max |want|: fusion reorders float sums
+            raise AssertionError(f"{spec.name} ({mode}): max relative error {err:.2e} > {rtol:g}")
         worst = max(worst, err)
     times: dict[str, list[float]] = {m: [] for m in MODES}
     for i in range(runs + 3):

@@ -159,12 +159,16 @@ class CostModelPolicy:
         if self._db is None:
             self._db = TuningDatabase(cache_dir() / KERNEL_TIMES_FILE, target=self.target)
         keys = [workload_key(kernel_graph(k)) for k in kernels]
+        # A candidate with a kernel new to this run counts against the limit whether its timing is
+        # remembered or not, so a warm compile settles exactly the candidates the cold one did and
+        # makes the same kernels (which is what lets the build cache find them); repeated layers
+        # are free.
+        if not all(k in self._times for k in keys):
+            self.measure_limit -= 1
         for key in keys:
             record = self._db.lookup(key)
             if record is not None:
                 self._times.setdefault(key, record.latency_us)
-        if not all(k in self._times for k in keys):
-            self.measure_limit -= 1
         try:
             for key, kernel in zip(keys, kernels):
                 if key not in self._times:
