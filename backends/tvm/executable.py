@@ -233,8 +233,8 @@ class TVMExecutable:
             _check_records(graph, records, directory)
             with _without_scope_logs():
                 module = tvm.runtime.load_module(str(directory / entry["library"]))
+                self._register_fallbacks(records)  # before the VM: it looks them up when it starts
                 vm = relax.VirtualMachine(module, tvm.cpu())
-                self._register_fallbacks(records)
                 signature = tuple(tuple(s) for s in entry["signature"])
                 memory = MemoryUse.from_json(entry["memory"]) if "memory" in entry else MemoryUse("tvm", "", {}, ())
                 self._builds[signature] = _Build(signature, module, vm, records, entry["seconds"], memory,
