@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.host import cpu_flags
 from ..ir.analysis import node_flops
 from ..ir.graph import CONST, FUSED, Graph, Node, Value
 from ..ir.opdef import FusionKind, get_op
@@ -82,17 +83,6 @@ def _cache_kb(level: int, default: int) -> int:
     return default
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def _cores() -> int:
     # Not sched_getaffinity: TVM's thread pool pins the calling thread, so with TVM_NUM_THREADS=1
     # the process would describe this machine as a one-core device.
@@ -101,7 +91,7 @@ def _cores() -> int:
 
 @functools.cache
 def _host(threads: int) -> TargetInfo:
-    flags = _cpu_flags()
+    flags = cpu_flags()
     bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
     return TargetInfo("llvm", bits, _cores(), threads, _cache_kb(1, 32), _cache_kb(2, 512), _cache_kb(3, 8192),
                       tuple(f for f in _ISA if f in flags))

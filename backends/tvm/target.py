@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import tvm
 from tvm.target import codegen
+
+from ..host import cpu_flags
 
 # /proc/cpuinfo flag -> LLVM feature. Only features that change the code TVM emits for our kernels.
 _FEATURES = {
@@ -41,18 +42,6 @@ class HostTarget:
         if self.threads < self.cores and "TVM_NUM_THREADS" not in os.environ:
             threads += f" of {self.cores} cores (TVM's thread pool was started before graphopt sized it)"
         return f"llvm -mcpu={self.mcpu} ({features}), {self.vector_bits}-bit vectors, {threads}"
-
-
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """The feature flags of the first CPU listed in ``cpuinfo`` (empty when it cannot be read)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def size_thread_pool(cores: int) -> int:
