@@ -20,8 +20,9 @@ predicted times, and with a cost model every kernel gets a ``cost=…us±…`` a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Protocol
+from typing import ClassVar, Protocol
 
 from ..costmodel.kernels import kernel_graph
 from ..ir.annotations import Cost
@@ -29,7 +30,7 @@ from ..ir.graph import CONST, Graph, GraphBuilder, Node, Value
 from ..ir.opdef import FusionKind, get_op
 from ..ir.printer import Printer
 from .base import CostPredictor, Decision, KernelMeasurer, PassContext, register_pass
-from .schedule import kernel_ops
+from .schedule import kernel_ops, kernel_workload
 from .tuning_db import TuningDatabase, TuningRecord, cache_dir, workload_key
 
 SMALL_CONST = 1  # scalar constants are copied into kernel bodies; bigger ones stay operands (weights)
@@ -42,7 +43,8 @@ MEASURED_NOISE = 0.10
 KERNEL_TIMES_FILE = "kernel_times-2.jsonl"
 """Default-schedule kernel timings that settled fusion decisions, in graphopt's cache folder. Kept
 apart from the tuning database, whose records mean "searched": these must not stop a search.
-("-2": the first version's file held one sample per kernel, and load had doubled some of them.)"""
+("-2": the first version's file held one sample per kernel, and load had doubled some of them;
+it also timed kernels with their weights as plain inputs, unpacked, up to 15x slower than built.)"""
 MEASURE_ROUNDS = 3
 """Times each side of an undecided merge is timed, in turns; its fastest time counts. On a shared
 machine a 2-thread kernel that finds a core busy runs about twice as long (seen: conv+relu timed at
@@ -116,6 +118,7 @@ class CostModelPolicy:
         self.model = model
         self.target = target
         self.constants = constants
+        self._weights = {v: n.value for v, n in constants.items()}  # what measuring builds into kernels
         self.measure = measure
         self.measure_limit = measure_limit  # undecided candidates measured per run; then the rule decides
         self._times: dict[str, float] = {}  # microseconds by workload key: repeated layers are timed once
@@ -183,7 +186,7 @@ class CostModelPolicy:
         try:
             for _ in range(MEASURE_ROUNDS):
                 for key, kernel in fresh.items():
-                    us = self.measure(kernel, {}) * 1e6
+                    us = self.measure(self._as_built(kernel), {}) * 1e6
                     self._times[key] = min(us, self._times.get(key, us))
         except Exception:  # noqa: BLE001 - a kernel the backend cannot time (symbolic shapes, lowering): keep the rule
             for key in fresh:
@@ -192,6 +195,12 @@ class CostModelPolicy:
         for key, kernel in fresh.items():
             self._db.add(TuningRecord(key, self.target, {}, self._times[key], kernel=kernel_ops(kernel)))
         return [self._times[k] for k in keys]
+
+    def _as_built(self, kernel: Node) -> Node:
+        """``kernel`` with its weights' data in its body, as the backend builds it (the weights
+        packed at compile time); timed with the weights as plain inputs, a convolution can run
+        many times slower than it will in the model."""
+        return kernel_workload(kernel, self._weights).nodes[-1]
 
     def annotate(self, graph: Graph) -> Graph:
         """``graph`` with a ``cost`` annotation (predicted mean ± half the interval) on every static kernel."""
@@ -310,9 +319,7 @@ def _emit(graph: Graph, groups: list[Group]) -> Graph:
     kernel_id = 0
     emitted: list[Node] = []
     for node in graph.nodes:
-        if node.op == CONST:
-            emitted.append(node)
-        elif id(node) not in member_ids or id(node) in last_of and len(last_of[id(node)].members) == 1:
+        if node.op == CONST or id(node) not in member_ids or id(node) in last_of and len(last_of[id(node)].members) == 1:
             emitted.append(node)
         elif id(node) in last_of:
             emitted.append(_kernel(last_of[id(node)], f"k{kernel_id}", consts))
