@@ -340,11 +340,12 @@ def _dedupe(jobs: Sequence[KernelJob]) -> list[KernelJob]:
 
 def collect(dataset_path: str | Path, *, models: Sequence[str] | None = None, synthetic: int = 300,
             variants: int = 4, full_space: int = 0, budget_s: float = 900.0, rpc: str | None = None,
-            isa: str | None = None, timing: Timing | None = None, seed: int = 0,
+            isa: str | None = None, timing: Timing | None = None, seed: int = 0, ops: Sequence[str] | None = None,
             progress: bool = True) -> CollectReport:
     """Measure planned kernels until done or ``budget_s`` seconds have passed; append to the dataset.
 
-    ``isa`` compiles for an older vector ISA level of this CPU (``avx2``): another device.
+    ``isa`` compiles for an older vector ISA level of this CPU (``avx2``): another device. ``ops``
+    keeps only kernels containing one of these ops (re-measuring them after their lowering changed).
     """
     from tqdm import tqdm
 
@@ -363,6 +364,8 @@ def collect(dataset_path: str | Path, *, models: Sequence[str] | None = None, sy
     bar = tqdm(total=None, disable=not progress, unit="kernel", dynamic_ncols=True)
     jobs = plan(list(models if models is not None else NETWORK_OPTIONS), synthetic=synthetic, variants=variants,
                 seed=seed, full_space=full_space, progress=bar.set_description)
+    if ops is not None:
+        jobs = [j for j in jobs if set(ops) & set(j.ops.split("+"))]
     done = ds.keys()
     todo = [j for j in jobs if record_key(j.model, j.workload, j.schedule, threads) not in done]
     report.planned, report.skipped_existing = len(jobs), len(jobs) - len(todo)

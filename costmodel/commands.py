@@ -1,7 +1,8 @@
 """``graphopt costmodel {collect,train,eval,adapt}``: the command-line face of this package.
 
     graphopt costmodel collect DATA.jsonl [--budget S] [--models LIST] [--threads N] [--rpc HOST:PORT:KEY]
-                                          [--full-space N] [--isa avx2|sse4]
+                                          [--full-space N] [--isa avx2|sse4] [--ops LIST]
+    graphopt costmodel prune DATA.jsonl --ops LIST -o OUT.jsonl[.xz]
     graphopt costmodel train DATA.jsonl -o MODEL.json [--threads N] [--exclude-models LIST]
     graphopt costmodel eval DATA.jsonl [--model MODEL.json] [--holdout LIST] [--threads N]
     graphopt costmodel adapt DATA.jsonl --model BASE.json --samples 10 [--threads N] [-o OUT.json]
@@ -56,7 +57,14 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
                    help="measure on a device registered with a TVM RPC tracker (HOST:PORT: one RPC server)")
     p.add_argument("--isa", choices=["avx2", "sse4"], help="compile for an older vector ISA level of this CPU "
                    "(another device, e.g. to try adaptation)")
+    p.add_argument("--ops", metavar="LIST", help="only kernels containing one of these ops, e.g. "
+                   "tensor.concat,nn.batch_norm (to re-measure them after their lowering changed; see prune)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = action("prune", "copy a dataset without the records of kernels containing some ops (stale measurements)")
+    p.add_argument("--ops", required=True, metavar="LIST", help="comma-separated ops, e.g. tensor.concat,nn.batch_norm")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
+                   help="the new dataset file (xz-compressed if it ends in .xz); collect --ops can refill it")
 
     p = action("train", "train a cost model on a dataset")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.json", help="the model's sidecar file")
@@ -74,9 +82,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen subcommand; bad input prints one line and returns 2."""
-    handlers = {"collect": _collect, "train": _train, "eval": _eval, "adapt": _adapt}
+    handlers = {"collect": _collect, "prune": _prune, "train": _train, "eval": _eval, "adapt": _adapt}
     if args.cm_action not in handlers:
-        print("graphopt costmodel: choose an action: collect, train, eval or adapt", file=sys.stderr)
+        print("graphopt costmodel: choose an action: collect, prune, train, eval or adapt", file=sys.stderr)
         return 2
     try:
         payload, text = handlers[args.cm_action](args)
@@ -122,8 +130,21 @@ def _collect(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     models = [] if args.models == "none" else _list(args.models)
     report = collect(args.dataset, models=models, synthetic=args.synthetic, variants=args.variants,
                      full_space=args.full_space, budget_s=args.budget, isa=args.isa, rpc=args.rpc, timing=Timing(repeat=args.repeat), seed=args.seed,
-                     progress=not args.no_progress and not args.json)
+                     ops=_list(args.ops), progress=not args.no_progress and not args.json)
     return report.to_json(), report.to_text()
+
+
+def _prune(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from pathlib import Path
+
+    ops = _list(args.ops) or []
+    if Path(args.output).resolve() == Path(args.dataset).resolve():
+        raise ValueError("prune writes a new dataset file; give -o another path than the input")
+    ds = _load(args)
+    kept = ds.without_ops(ops)
+    path = kept.write(args.output)
+    payload = {"output": str(path), "kept": len(kept), "dropped": len(ds) - len(kept), "ops": ops}
+    return payload, f"kept {len(kept)} of {len(ds)} records (dropped {len(ds) - len(kept)} with {', '.join(ops)}) -> {path}"
 
 
 def _train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:

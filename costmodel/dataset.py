@@ -196,6 +196,22 @@ class Dataset:
                 and (keep_models is None or r.model in keep_models) and r.model not in drop]
         return Dataset(None, self.device, self.schema, rows)
 
+    def without_ops(self, ops: Iterable[str]) -> Dataset:
+        """The records whose kernels contain none of ``ops`` (to re-measure those after their lowering changed)."""
+        drop = set(ops)
+        return Dataset(None, self.device, self.schema, [r for r in self.records if not drop & set(r.kernel.split("+"))])
+
+    def write(self, path: str | Path) -> Path:
+        """Write every record to a new file ``path`` (xz-compressed when it ends in ``.xz``)."""
+        path = Path(path)
+        text = "".join(r.to_line() + "\n" for r in self.records)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".xz":
+            path.write_bytes(lzma.compress(text.encode(), preset=9 | lzma.PRESET_EXTREME))
+        else:
+            path.write_text(text)
+        return path
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Features (n x d) and latencies in microseconds (n)."""
         if not self.records:

@@ -381,6 +381,28 @@ def test_collect_measures_and_resumes(tmp_path: Path) -> None:
     assert again.measured == 0 and again.skipped_existing == first.planned
 
 
+def test_prune_then_collect_ops_remeasures_only_those_kernels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from graphopt.costmodel.collect import collect
+
+    path = tmp_path / "data.jsonl"
+    collect(path, models=[], synthetic=6, variants=1, budget_s=120, progress=False)
+    ds = Dataset.load(path)
+    stale = {r.key() for r in ds.records if "tensor.transpose" in r.kernel.split("+")}
+    assert stale and len(stale) < len(ds)  # the random graphs hold some transposes, not only
+    pruned = tmp_path / "pruned.jsonl.xz"
+    assert cli_main(["costmodel", "prune", str(path), "--ops", "tensor.transpose", "-o", str(pruned), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dropped"] == len(stale)
+    kept = Dataset.load(pruned)
+    assert {r.key() for r in kept.records} == {r.key() for r in ds.records} - stale
+    # Refill: only the transposing kernels are planned, and exactly the pruned ones are measured again.
+    refill = tmp_path / "refill.jsonl"
+    kept.write(refill)
+    report = collect(refill, models=[], synthetic=6, variants=1, budget_s=120, progress=False, ops=["tensor.transpose"])
+    assert report.planned == report.skipped_existing + report.measured and report.skipped_existing == 0
+    assert {r.key() for r in Dataset.load(refill).records} == {r.key() for r in ds.records}
+    assert cli_main(["costmodel", "prune", str(path), "--ops", "tensor.transpose", "-o", str(path)]) == 2
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
