@@ -85,7 +85,7 @@ def _weights_graph(op: str, x_type: TensorType, weight: np.ndarray, **attrs: Any
 
 
 @pytest.mark.parametrize("m,k,n,tile", [(1, 64, 10, ()), (5, 48, 96, ()), (7, 33, 70, (3, 32)), (16, 64, 64, (8, 16)),
-                                        (1, 40, 1000, ()), (3, 24, 200, ())])
+                                        (1, 40, 1000, ()), (3, 24, 200, ()), (4, 16, 257, ())])
 def test_matmul_with_packed_weights(m: int, k: int, n: int, tile: tuple[int, ...]) -> None:
     g = _weights_graph("nn.matmul", f32(m, k), rand(k, n))
     exe = build_tvm(g, {"k1_matmul": KernelSchedule(tile=tile)})

@@ -68,9 +68,10 @@ def _matmul_core(a: te.Tensor, b: te.Tensor, a_t: TensorType, b_t: TensorType, t
     rk = te.reduce_axis((0, k), name="k")
     pack = len(b_shape) == 2 and b_operand in ctx.consts and ctx.schedule.pack
     wide = n
-    if pack and not ctx.schedule.tile and nb < ctx.lanes and n > 4 * ctx.lanes:
-        # No vector-sized divisor (a 1000-class head): compute whole column blocks over the
-        # zero-padded packed panels and keep the first n columns.
+    if pack and not ctx.schedule.tile and (nb < ctx.lanes or n % nb) and n > 4 * ctx.lanes:
+        # No vector-sized divisor (a 1000-class head, GPT-2's 50257-word head): compute whole
+        # column blocks over the zero-padded packed panels and keep the first n columns. A ragged
+        # last block instead makes LLVM scalarize every block (50257 columns: 20x slower).
         nb = 4 * ctx.lanes if m == 1 else 2 * ctx.lanes
         wide = -(-n // nb) * nb
     if pack:
