@@ -180,9 +180,9 @@ class CostModelPolicy:
             record = self._db.lookup(key)
             if record is not None:
                 self._times.setdefault(key, record.latency_us)
-        # When one side is new, every side is timed in the same turns (a remembered side included),
-        # so both sides of the comparison see the same machine.
-        fresh = dict(zip(keys, kernels)) if not all(k in self._times for k in keys) else {}
+        # New sides are timed in turns. A known side keeps its time: a warm compile replays these
+        # decisions from the remembered times, so a time must not change once a decision used it.
+        fresh = {key: kernel for key, kernel in zip(keys, kernels) if key not in self._times}
         try:
             for _ in range(MEASURE_ROUNDS):
                 for key, kernel in fresh.items():
