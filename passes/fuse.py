@@ -184,9 +184,11 @@ class CostModelPolicy:
         # decisions from the remembered times, so a time must not change once a decision used it.
         fresh = {key: kernel for key, kernel in zip(keys, kernels) if key not in self._times}
         try:
+            # One node per kernel for every turn: the measurer keeps builds by node, so turns do not rebuild.
+            built = {key: self._as_built(kernel) for key, kernel in fresh.items()}
             for _ in range(MEASURE_ROUNDS):
-                for key, kernel in fresh.items():
-                    us = self.measure(self._as_built(kernel), {}) * 1e6
+                for key, kernel in built.items():
+                    us = self.measure(kernel, {}) * 1e6
                     self._times[key] = min(us, self._times.get(key, us))
         except Exception:  # noqa: BLE001 - a kernel the backend cannot time (symbolic shapes, lowering): keep the rule
             for key in fresh:
