@@ -90,18 +90,10 @@ class Task:
 def lower(record: Record, schedule: dict[str, Any] | None = None, target: Any = None) -> Any:
     """The PrimFunc of ``record``'s kernel with its schedule (or ``schedule``), as the TVM backend
     builds it for timing (``backends.tvm.measure.build_for_timing`` without the compile)."""
-    from ..backends.tvm.kernel import build_kernel, kernel_name
-    from ..backends.tvm.measure import bind_symbols
-    from ..backends.tvm.module import infer_types
-    from ..backends.tvm.schedule import KernelSchedule
-    from ..backends.tvm.target import host_target
+    from ..backends.tvm.measure import lower_alone
 
-    kernel = kernel_from_ir(record.ir)
-    types = {v: bind_symbols(v.type) for v in kernel.inputs}
-    infer_types([kernel], types)
-    sched = KernelSchedule.from_annotation(record.schedule if schedule is None else schedule)
-    built = build_kernel(kernel, kernel_name(kernel, 0), types, {}, sched, target or host_target())
-    return built.func
+    return lower_alone(kernel_from_ir(record.ir), record.schedule if schedule is None else schedule,
+                       target=target).func
 
 
 def _module(func: Any) -> Any:

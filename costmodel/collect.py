@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.types import TensorType
 from .dataset import Dataset, Record, device_fingerprint, record_key, versions
 from .features import kernel_features, target_info
 from .kernels import NETWORK_OPTIONS, SYNTHETIC, KernelJob, interleave, network_graph, plan_graph, synthetic_graphs
@@ -112,14 +111,9 @@ class Runner:
         return target_info(str(self.target.target), threads)
 
     def _build(self, job: KernelJob, name: str) -> Any:
-        from ..backends.tvm.kernel import build_kernel
-        from ..backends.tvm.module import infer_types
-        from ..backends.tvm.schedule import KernelSchedule
+        from ..backends.tvm.measure import lower_alone
 
-        types: dict[Any, TensorType] = {v: v.type for v in job.kernel.inputs}
-        infer_types([job.kernel], types)
-        built = build_kernel(job.kernel, name, types, job.constants, KernelSchedule.from_annotation(job.schedule),
-                             self.target)
+        built = lower_alone(job.kernel, job.schedule, job.constants, self.target, name)
         return built.func.with_attr("global_symbol", name)
 
     def measure(self, jobs: Sequence[KernelJob]) -> list[tuple[float, ...] | str]:

@@ -20,10 +20,10 @@ import tvm
 
 from ...ir.graph import Graph, Node, Value
 from ...ir.types import TensorType
-from .kernel import build_kernel, kernel_name
+from .kernel import Kernel, build_kernel, kernel_name
 from .module import infer_types
 from .schedule import KernelSchedule
-from .target import host_target
+from .target import HostTarget, host_target
 
 CACHE_SIZE = 8  # builds kept: each holds its inputs (weights included), so only a few
 
@@ -48,9 +48,10 @@ class TimedKernel:
         return float(np.median(timer(*self.args).results))
 
 
-def build_for_timing(kernel: Node, schedule: Mapping[str, Any], constants: Mapping[Value, np.ndarray] | None = None,
-                     rng: np.random.Generator | None = None) -> TimedKernel:
-    """Compile ``kernel`` with ``schedule`` (a ``sched`` annotation value) and make its arguments.
+def lower_alone(kernel: Node, schedule: Mapping[str, Any], constants: Mapping[Value, np.ndarray] | None = None,
+                target: HostTarget | None = None, name: str | None = None) -> Kernel:
+    """``kernel`` lowered and scheduled alone with ``schedule`` (a ``sched`` annotation value), its
+    symbolic dims bound to 1 (the host target unless ``target``; named ``name`` or after its ops).
 
     ``constants`` holds the data of operands that are weights (they are packed as in the real
     build); a fused kernel may instead carry its weights as ``const`` nodes in its body. Raises
@@ -58,9 +59,15 @@ def build_for_timing(kernel: Node, schedule: Mapping[str, Any], constants: Mappi
     """
     types: dict[Value, TensorType] = {v: bind_symbols(v.type) for v in kernel.inputs}
     infer_types([kernel], types)
+    return build_kernel(kernel, name or kernel_name(kernel, 0), types, constants or {},
+                        KernelSchedule.from_annotation(schedule), target or host_target())
+
+
+def build_for_timing(kernel: Node, schedule: Mapping[str, Any], constants: Mapping[Value, np.ndarray] | None = None,
+                     rng: np.random.Generator | None = None) -> TimedKernel:
+    """Compile ``kernel`` with ``schedule`` (``lower_alone``) and make its arguments."""
     target = host_target()
-    built = build_kernel(kernel, kernel_name(kernel, 0), types, constants or {},
-                         KernelSchedule.from_annotation(schedule), target)
+    built = lower_alone(kernel, schedule, constants, target)
     func = built.func.with_attr("global_symbol", built.name)
     lib = tvm.compile(tvm.IRModule({built.name: func}), target.target).jit()
     rng = rng or np.random.default_rng(0)
