@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -381,7 +381,8 @@ def collect(dataset_path: str | Path, *, models: Sequence[str] | None = None, sy
                 model=job.model, kernel=job.ops, workload=job.workload, schedule=job.schedule, threads=threads,
                 latency_us=min(result), repeats_us=result,
                 features=tuple(float(x) for x in kernel_features(job.kernel, job.schedule, target)),
-                weight=job.weight, origin=job.origin, ir=job.ir, device=device, versions=meta))
+                weight=job.weight, origin=job.origin, ir=job.ir, device=device, versions=meta,
+                target=asdict(target)))
         report.measured += ds.append(records)
         bar.update(len(batch))
         bar.set_postfix(records=len(ds))

@@ -1,8 +1,9 @@
-"""``graphopt costmodel {collect,train,eval,adapt}``: the command-line face of this package.
+"""``graphopt costmodel {collect,prune,refeaturize,train,eval,adapt}``: the command-line face of this package.
 
     graphopt costmodel collect DATA.jsonl [--budget S] [--models LIST] [--threads N] [--rpc HOST:PORT:KEY]
                                           [--full-space N] [--isa avx2|sse4] [--ops LIST]
     graphopt costmodel prune DATA.jsonl --ops LIST -o OUT.jsonl[.xz]
+    graphopt costmodel refeaturize DATA.jsonl -o OUT.jsonl[.xz]
     graphopt costmodel train DATA.jsonl -o MODEL.json [--threads N] [--exclude-models LIST]
     graphopt costmodel eval DATA.jsonl [--model MODEL.json] [--holdout LIST] [--threads N]
     graphopt costmodel adapt DATA.jsonl --model BASE.json --samples 10 [--threads N] [-o OUT.json]
@@ -17,9 +18,11 @@ import argparse
 import json
 import math
 import sys
+from collections import Counter
 from typing import Any
 
-from .dataset import Dataset, DatasetError
+from .dataset import Dataset, DatasetError, refeaturize
+from .features import SCHEMA_HASH
 from .model import CostModel, CostModelLoadError
 
 USER_ERRORS = (DatasetError, CostModelLoadError, ValueError, FileNotFoundError)
@@ -66,9 +69,18 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
                    help="the new dataset file (xz-compressed if it ends in .xz); collect --ops can refill it")
 
+    p = action("refeaturize", "recompute every record's features from its stored IR with this graphopt's feature "
+               "schema (after the features changed; no re-measuring)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.jsonl",
+                   help="the new dataset file (xz-compressed if it ends in .xz)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     p = action("train", "train a cost model on a dataset")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.json", help="the model's sidecar file")
     p.add_argument("--exclude-models", metavar="LIST", help="networks to leave out of training")
+    p.add_argument("--also", nargs="+", default=[], metavar="DATA.jsonl",
+                   help="datasets of other devices to train on too (the features describe each device, "
+                        "so one model can serve them all)")
 
     p = action("eval", "evaluate on networks held out of training (or a given model on the whole dataset)")
     p.add_argument("--model", metavar="MODEL.json", help="evaluate this model instead of cross-validating")
@@ -82,9 +94,10 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen subcommand; bad input prints one line and returns 2."""
-    handlers = {"collect": _collect, "prune": _prune, "train": _train, "eval": _eval, "adapt": _adapt}
+    handlers = {"collect": _collect, "prune": _prune, "refeaturize": _refeaturize, "train": _train, "eval": _eval,
+                "adapt": _adapt}
     if args.cm_action not in handlers:
-        print("graphopt costmodel: choose an action: collect, prune, train, eval or adapt", file=sys.stderr)
+        print(f"graphopt costmodel: choose an action: {', '.join(handlers)}", file=sys.stderr)
         return 2
     try:
         payload, text = handlers[args.cm_action](args)
@@ -147,10 +160,37 @@ def _prune(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return payload, f"kept {len(kept)} of {len(ds)} records (dropped {len(ds) - len(kept)} with {', '.join(ops)}) -> {path}"
 
 
+def _refeaturize(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    if Path(args.output).resolve() == Path(args.dataset).resolve():
+        raise ValueError("refeaturize writes a new dataset file; give -o another path than the input")
+    ds = Dataset.load(args.dataset, device=args.device, schema=None)
+    if args.threads is not None:
+        ds = ds.select(threads=args.threads)
+    old = Counter(r.schema for r in ds.records)
+
+    def bar(records: Any) -> Any:
+        return tqdm(records, disable=args.no_progress or args.json, unit="record", desc="refeaturizing")
+
+    out = Dataset(None, ds.device, SCHEMA_HASH, refeaturize(ds.records, bar))
+    path = out.write(args.output)
+    payload = {"output": str(path), "records": len(out), "schema": SCHEMA_HASH, "from_schemas": dict(old),
+               "rejected": dict(ds.rejected)}
+    froms = ", ".join(f"{n} of {s}" for s, n in old.most_common())
+    return payload, f"recomputed the features of {len(out)} records ({froms}) with schema {SCHEMA_HASH} -> {path}"
+
+
 def _train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from .evaluation import train
 
-    ds = _load(args).select(exclude_models=_list(args.exclude_models) or ())
+    ds = _load(args)
+    for extra in args.also:
+        other = Dataset.load(extra)
+        ds = ds.merged(other.select(threads=args.threads) if args.threads is not None else other)
+    ds = ds.select(exclude_models=_list(args.exclude_models) or ())
     model = train(ds, seed=args.seed)
     path = model.save(args.output)
     size = model.size_bytes(path)

@@ -15,7 +15,7 @@ import lzma
 import platform
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -78,6 +78,7 @@ class Record:
     device: str = ""
     schema: str = SCHEMA_HASH
     versions: dict[str, str] = field(default_factory=dict)
+    target: dict[str, Any] = field(default_factory=dict)  # the TargetInfo the features describe (``refeaturize``)
 
     def key(self) -> tuple[str, str, str, int]:
         """What makes a measurement distinct (resuming a collection skips keys already present)."""
@@ -108,7 +109,7 @@ def record_key(model: str, workload: str, schedule: dict[str, Any], threads: int
 class Dataset:
     """The records of one device and one feature schema, read from and appended to a JSON-lines file."""
 
-    def __init__(self, path: str | Path | None, device: str | None = None, schema: str = SCHEMA_HASH,
+    def __init__(self, path: str | Path | None, device: str | None = None, schema: str | None = SCHEMA_HASH,
                  records: Sequence[Record] = ()) -> None:
         self.path = Path(path) if path is not None else None
         self.device = device
@@ -117,9 +118,10 @@ class Dataset:
         self.rejected: Counter[str] = Counter()
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | None = None, schema: str = SCHEMA_HASH,
+    def load(cls, path: str | Path, *, device: str | None = None, schema: str | None = SCHEMA_HASH,
              quiet: bool = False) -> Dataset:
-        """Read ``path``: records of ``device`` (default: the file's only device) and ``schema``.
+        """Read ``path``: records of ``device`` (default: the file's only device) and ``schema``
+        (None: of any schema, for ``refeaturize`` alone: other schemas' features mean other things).
 
         Records of another device or schema, and unreadable lines, are left out and counted in
         ``rejected`` (with a warning unless ``quiet``); a file holding several devices needs ``device``.
@@ -139,7 +141,7 @@ class Dataset:
             except (ValueError, TypeError, KeyError):
                 rejected["unreadable"] += 1
         if device is None:
-            devices = Counter(r.device for r in rows if r.schema == schema)
+            devices = Counter(r.device for r in rows if schema is None or r.schema == schema)
             if len(devices) > 1:
                 listed = ", ".join(f"{d!r} ({n})" for d, n in devices.most_common())
                 raise DatasetError(f"{path} holds records of several devices: {listed}; choose one")
@@ -154,7 +156,7 @@ class Dataset:
     def _admit(self, rows: Iterable[Record]) -> list[Record]:
         admitted = []
         for r in rows:
-            if r.schema != self.schema:
+            if self.schema is not None and r.schema != self.schema:
                 self.rejected["other feature schema"] += 1
             elif self.device is not None and r.device != self.device:
                 self.rejected["other device"] += 1
@@ -195,6 +197,15 @@ class Dataset:
         rows = [r for r in self.records if (threads is None or r.threads == threads)
                 and (keep_models is None or r.model in keep_models) and r.model not in drop]
         return Dataset(None, self.device, self.schema, rows)
+
+    def merged(self, other: Dataset) -> Dataset:
+        """This dataset's records and ``other``'s, of the same schema, in memory: a deliberate mix of
+        devices for training one model on several (each record's features describe its own
+        device); ``device`` names them all. (Written to one file, it needs ``load(device=...)``.)"""
+        if other.schema != self.schema:
+            raise DatasetError(f"cannot merge datasets of feature schemas {self.schema} and {other.schema}")
+        devices = [d for d in dict.fromkeys([*(self.device or "").split(" + "), *(other.device or "").split(" + ")]) if d]
+        return Dataset(None, " + ".join(devices) or None, self.schema, [*self.records, *other.records])
 
     def without_ops(self, ops: Iterable[str]) -> Dataset:
         """The records whose kernels contain none of ``ops`` (to re-measure those after their lowering changed)."""
@@ -247,10 +258,26 @@ def kernel_from_ir(text: str) -> Node:
     return [n for n in graph.nodes if n.op != CONST][-1]
 
 
-def refeaturize(records: Iterable[Record]) -> list[Record]:
-    """The records with features recomputed from their IR by the current schema (no re-measuring)."""
+def record_target(r: Record) -> TargetInfo:
+    """The machine a record was measured on, as its features describe it: the record's own
+    ``target``; for a record without one, this host, if it is the record's device (a measurement of
+    another machine must not get this one's vector width and caches)."""
+    if r.target:
+        return TargetInfo(**{**r.target, "isa": tuple(r.target.get("isa", ()))})
+    host = target_info(threads=r.threads)
+    if device_fingerprint(host) != r.device:
+        raise DatasetError(f"a record of {r.device!r} holds no target description and this machine is "
+                           f"{device_fingerprint(host)!r}: its features cannot be recomputed here")
+    return host
+
+
+def refeaturize(records: Iterable[Record], progress: Callable[[Iterable[Record]], Iterable[Record]] = iter
+                ) -> list[Record]:
+    """The records with features recomputed from their IR by the current schema (no re-measuring),
+    each for the machine it was measured on (``record_target``)."""
     out = []
-    for r in records:
-        feats = kernel_features(kernel_from_ir(r.ir), r.schedule, target_info(threads=r.threads))
-        out.append(replace(r, features=tuple(float(x) for x in feats), schema=SCHEMA_HASH))
+    for r in progress(records):
+        target = record_target(r)
+        feats = kernel_features(kernel_from_ir(r.ir), r.schedule, target)
+        out.append(replace(r, features=tuple(float(x) for x in feats), schema=SCHEMA_HASH, target=asdict(target)))
     return out

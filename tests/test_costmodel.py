@@ -170,7 +170,7 @@ def synthetic_dataset() -> Dataset:
     rng = np.random.default_rng(0)
     ds = Dataset(None, "fake-device")
     for i, graph in enumerate(synthetic_graphs(80, seed=3)):
-        for job in plan_graph(f"net{i % 4}", graph, rng, 3, origins=("rule", "unfused")):
+        for job in plan_graph(f"net{i % 4}", graph, rng, 4, origins=("rule", "unfused")):
             features = kernel_features(job.kernel, job.schedule, TARGET)
             latency = _fake_latency(job, features) * float(np.exp(rng.normal(0, 0.05)))
             ds.records.append(Record(
@@ -249,7 +249,9 @@ def test_adaptation_to_a_new_condition(synthetic_dataset: Dataset) -> None:
     assert result["after"]["kendall_tau"] >= 0.8
     adapted = result["model"]
     # A uniformly slower device: leave-one-out keeps the shift alone, and finds the factor 3.
-    assert adapted.meta["adapted"]["method"] == "shift" and adapted.meta["adapted"]["samples"] == 10
+    # A shift, plus shallow trees when leave-one-out on the 10 samples says they help (which they do
+    # on some hosts: the fixture's features describe the machine the tests run on).
+    assert adapted.meta["adapted"]["method"] in ("shift", "shift+trees") and adapted.meta["adapted"]["samples"] == 10
     assert adapted.meta["correction"]["shift"] == pytest.approx(np.log(3.0), abs=0.2)
     # The same device as the training one: nothing to correct, the model stays as it is.
     same = evaluate_adaptation(model, x, y, new.groups(), 10, seed=1)["model"]
@@ -401,6 +403,32 @@ def test_prune_then_collect_ops_remeasures_only_those_kernels(tmp_path: Path, ca
     assert report.planned == report.skipped_existing + report.measured and report.skipped_existing == 0
     assert {r.key() for r in Dataset.load(refill).records} == {r.key() for r in ds.records}
     assert cli_main(["costmodel", "prune", str(path), "--ops", "tensor.transpose", "-o", str(path)]) == 2
+
+
+def test_refeaturize_recomputes_old_schema_features_from_the_ir(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    from graphopt.costmodel.collect import collect
+
+    path = tmp_path / "data.jsonl"
+    collect(path, models=[], synthetic=3, variants=1, budget_s=60, progress=False)
+    fresh = Dataset.load(path)
+    # The same measurements as an older graphopt wrote them: another schema, other features.
+    old = [replace(r, schema="0" * 16, features=tuple(0.0 for _ in r.features)) for r in fresh.records]
+    stale = tmp_path / "stale.jsonl"
+    stale.write_text("".join(r.to_line() + "\n" for r in old))
+    assert len(Dataset.load(stale, quiet=True)) == 0  # never mixed in as they are
+    out = tmp_path / "refeaturized.jsonl.xz"
+    argv = ["costmodel", "refeaturize", str(stale), "-o", str(out), "--json"]
+    assert cli_main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["records"] == len(fresh) and report["from_schemas"] == {"0" * 16: len(fresh)}
+    again = Dataset.load(out)
+    assert [r.key() for r in again.records] == [r.key() for r in fresh.records]
+    np.testing.assert_allclose([r.features for r in again.records], [r.features for r in fresh.records],
+                               rtol=1e-4, atol=1e-4)
+    assert cli_main(["costmodel", "refeaturize", str(stale), "-o", str(stale)]) == 2
 
 
 def _free_port() -> int:
