@@ -40,7 +40,7 @@ from ..ir.opdef import FusionKind, get_op
 from ..ir.printer import print_graph
 from ..ir.types import DType, TensorType
 
-SCHEMA_VERSION = 4  # bump when a feature's computation changes (names alone are hashed anyway)
+SCHEMA_VERSION = 5  # bump when a feature's computation changes (names alone are hashed anyway)
 OP_BUCKETS = 24
 TOKEN_BUCKETS = 64
 ANCHORS = ("conv", "dwconv", "matmul", "pool", "reduce")
@@ -164,7 +164,8 @@ def _names() -> list[str]:
               "a_stride", "log_a_groups"]
     names += [f"out_{d.value}" for d in _DTYPES] + ["in_max_bits", "in_min_bits"]
     names += ["s_default", "s_tile_len", "log_s_tile0", "log_s_tile1", "log_s_vec", "s_par", "s_par_auto",
-              "log_s_unroll", "s_pack", "tile_waste_m", "tile_waste_n", "log_tiles", "tile_accumulators"]
+              "log_s_unroll", "s_pack", "tile_waste_m", "tile_waste_n", "log_tiles", "tile_accumulators",
+              "tile_vec_rem", "tile_vec_scalar"]
     names += ["t_vector_bits", "t_cores", "t_threads", "log_t_l1d", "log_t_l2", "log_t_l3"]
     names += [f"t_{f}" for f in _ISA]
     names += ["log_io_over_l1", "log_io_over_l2", "log_io_over_l3", "log_flops_per_lane"]
@@ -336,6 +337,14 @@ def _schedule(f: dict[str, float], schedule: Mapping[str, Any], kind: str | None
     f["tile_waste_n"] = math.ceil(dim_n / t_n) * t_n / max(dim_n, 1) - 1
     f["log_tiles"] = _log2(math.ceil(dim_m / t_m) * math.ceil(dim_n / t_n) * problem.get("batch", 1))
     f["tile_accumulators"] = t_m * t_n / lanes
+    # The tile axis the backend vectorizes (conv: the channel block; matmul, depthwise: the columns),
+    # by its rule (``tir_schedule._vectorize_inner``): whole vectors of ``vec`` (default: the
+    # target's lanes) when the axis is a multiple of them, one odd-width vector up to twice that
+    # width, scalar code beyond it.
+    vector_axis = t_m if kind == "conv" else t_n
+    width = vec or lanes
+    f["tile_vec_rem"] = (vector_axis % width) / width
+    f["tile_vec_scalar"] = float(not (vector_axis >= width and vector_axis % width == 0 or 2 <= vector_axis <= 2 * width))
 
 
 _SUBSET_READERS = ("tensor.gather", "tensor.slice")  # read only part of their first operand

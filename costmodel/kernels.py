@@ -94,10 +94,19 @@ BINARY = ("math.add", "math.mul", "math.sub", "math.div", "math.max", "math.min"
 """Elementwise ops random graphs draw from (the zoo networks use only a few of them)."""
 
 
+NETWORK_PATTERNS = ("batchnorm", "shuffle", "split", "gemm", "attention", "lrn", "residual_norm")
+"""Random-graph families shaped after op patterns of common networks that the first families lack
+(held-out evaluation showed every network's own patterns predicted badly when no other source had
+them: a batch norm that survives canonicalize (pre-activation, after a concatenation), channel
+shuffles and splits, fully connected layers as ``nn.gemm`` with large weights, attention scores with
+a scale and a mask, local response normalization, residual adds before a layer norm). Their shapes
+and mixes are random; nothing is taken from a benchmark network."""
+
+
 def _random_graph(rng: np.random.Generator, index: int) -> Graph:
     """A small random graph: an anchor with an epilogue, an elementwise chain, a reduction or a reshape."""
     kinds = ["matmul", "conv", "dwconv", "elementwise", "reduce", "injective", "pool", "bmm", "activation",
-             "concat", "embedding", "mask"]
+             "concat", "embedding", "mask", *NETWORK_PATTERNS]
     kind = kinds[index % len(kinds)]
     dtype = DType.f32 if rng.random() < 0.8 else DType(rng.choice(["f16", "bf16"]))
     b = GraphBuilder(f"synthetic{index}")
@@ -204,6 +213,8 @@ def _random_graph(rng: np.random.Generator, index: int) -> Graph:
         y = b.op1("tensor.cast", y, to=DType.f32)
         y = b.op1("math.mul", b.op1("math.sub", b.const(np.array(1.0, np.float32)), y),
                   b.const(np.array(-10000.0, np.float32)))
+    elif kind in NETWORK_PATTERNS:
+        return _network_pattern(kind, b, rng, dtype, weight)
     else:
         c, h = int(rng.choice([16, 32, 64, 128, 256])), int(rng.choice([7, 14, 28, 56]))
         x = b.input("x", TensorType((1, c, h, h), dtype))
@@ -212,6 +223,88 @@ def _random_graph(rng: np.random.Generator, index: int) -> Graph:
             y = b.op1(op, b.op1("nn.relu", x))
         else:
             y = b.op1(op, b.op1("nn.relu", x), kernel=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    return b.build([y])
+
+
+def _channels(rng: np.random.Generator, choices: Sequence[int], parts: int) -> list[int]:
+    return [int(rng.choice(choices)) for _ in range(parts)]
+
+
+def _network_pattern(kind: str, b: GraphBuilder, rng: np.random.Generator, dtype: DType,
+                     weight: Any) -> Graph:
+    """One graph of the ``NETWORK_PATTERNS`` family ``kind``."""
+    h = int(rng.choice([1, 2, 4, 7, 8, 14, 16, 28, 32]))
+
+    def feature_maps(choices: Sequence[int], count: int) -> list[Value]:
+        return [b.input(f"x{i}", TensorType((1, c, h, h), dtype)) for i, c in enumerate(_channels(rng, choices, count))]
+
+    def maybe(p: float) -> bool:
+        return bool(rng.random() < p)
+
+    if kind == "batchnorm":  # (concat ->) batch norm with constant statistics (-> relu) (-> global pool)
+        parts = feature_maps([16, 32, 64, 96, 128, 256, 512], int(rng.choice([1, 1, 2, 3, 5, 8, 12])))
+        y = b.op1("tensor.concat", *parts, axis=1) if len(parts) > 1 else parts[0]
+        c = int(y.type.shape[1])  # type: ignore[call-overload]
+        var = np.abs(rng.standard_normal(c)).astype(dtype.numpy) + np.asarray(0.1, dtype.numpy)
+        y = b.op1("nn.batch_norm", y, weight((c,)), weight((c,)), weight((c,)), b.const(var))
+        if maybe(0.7):
+            y = b.op1("nn.relu", y)
+        if maybe(0.15):
+            y = b.op1("nn.global_avg_pool", y)
+    elif kind == "shuffle":  # (relu on one part ->) concat -> reshape to groups -> swap -> reshape back
+        c = int(rng.choice([24, 58, 116, 176, 232, 464]))
+        parts = [b.input(f"x{i}", TensorType((1, c, h, h), dtype)) for i in range(2)]
+        if maybe(0.4):
+            parts[1] = b.op1("nn.relu", parts[1])
+        y = b.op1("tensor.concat", *parts, axis=1)
+        c = int(y.type.shape[1])  # type: ignore[call-overload]
+        groups = int(rng.choice([2, 2, 4]))
+        y = b.op1("tensor.reshape", y, shape=[1, groups, c // groups, h, h])
+        y = b.op1("tensor.transpose", y, perm=[0, 2, 1, 3, 4])
+        y = b.op1("tensor.reshape", y, shape=[1, c, h, h])
+        if maybe(0.2):
+            y = b.op1("nn.global_avg_pool", y)
+    elif kind == "split":  # a channel split (CNN) or a fused QKV projection's split (transformer)
+        if maybe(0.5):
+            c = int(rng.choice([48, 116, 232, 464]))
+            x = b.input("x", TensorType((1, 2 * c, h, h), dtype))
+            return b.build(b.op("tensor.split", [x], {"axis": 1, "sizes": [c, c]}))
+        seq, d = int(rng.choice([8, 16, 32, 64, 128])), int(rng.choice([256, 512, 768]))
+        x = b.input("x", TensorType((1, seq, 3 * d), dtype))
+        return b.build(b.op("tensor.split", [x], {"axis": 2, "sizes": [d, d, d]}))
+    elif kind == "gemm":  # a fully connected layer as ONNX writes it: x @ w^T + bias (-> relu)
+        m = int(rng.choice([1, 1, 1, 2, 4, 16]))
+        k = int(rng.choice([256, 512, 768, 1024, 1280, 2048, 4096, 9216]))
+        n = int(rng.choice([10, 100, 256, 512, 1000, 1024, 2048, 4096]))
+        while k * n > 1 << 24:  # at most 64 MB of f32 weights: every planned graph keeps them in memory
+            n //= 2
+        x = b.input("x", TensorType((m, k), dtype))
+        y = b.op1("nn.gemm", x, weight((n, k)), weight((n,)), trans_b=True)
+        if maybe(0.5):
+            y = b.op1("nn.relu", y)
+    elif kind == "attention":  # q @ k^T / sqrt(d) + additive mask, or masked by a boolean causal mask
+        heads, seq, d = (int(rng.choice(c)) for c in ([1, 4, 8, 12], [8, 16, 32, 64, 128], [32, 64]))
+        q = b.input("q", TensorType((1, heads, seq, d), dtype))
+        kt = b.input("k", TensorType((1, heads, d, seq), dtype))
+        y = b.op1("math.div", b.op1("nn.matmul", q, kt), b.const(np.array(math.sqrt(d), dtype.numpy)))
+        if maybe(0.5):
+            y = b.op1("math.add", y, b.input("mask", TensorType((1, 1, 1, seq), dtype)))
+        else:
+            causal = b.input("causal", TensorType((1, 1, seq, seq), DType.bool))
+            y = b.op1("tensor.where", causal, y, b.const(np.array(np.finfo(dtype.numpy).min
+                                                                   if dtype != DType.bf16 else -1e38, dtype.numpy)))
+        if maybe(0.3):
+            y = b.op1("nn.softmax", y, axis=-1)
+    elif kind == "lrn":  # local response normalization across channels (AlexNet, GoogLeNet)
+        (x,) = feature_maps([64, 96, 192, 256], 1)
+        y = b.op1("nn.lrn", b.op1("nn.relu", x) if maybe(0.3) else x, size=5, bias=float(rng.choice([1.0, 2.0])))
+    else:  # residual_norm: bias add and residual add, then a layer norm (BERT, GPT-2)
+        seq, d = int(rng.choice([8, 16, 32, 64, 128])), int(rng.choice([256, 512, 768, 1024]))
+        x = b.input("x", TensorType((1, seq, d), dtype))
+        y = b.op1("math.add", x, weight((d,)))
+        if maybe(0.7):
+            y = b.op1("math.add", b.input("residual", TensorType((1, seq, d), dtype)), y)
+        y = b.op1("nn.layer_norm", y, weight((d,)), weight((d,)), axis=-1, epsilon=float(rng.choice([1e-5, 1e-12])))
     return b.build([y])
 
 

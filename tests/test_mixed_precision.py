@@ -15,6 +15,7 @@ import pytest
 from models import make_model
 
 import graphopt
+from graphopt.backends.host import cpu_flags
 from graphopt.frontends import import_torch
 from graphopt.ir.graph import Graph, GraphBuilder, Node
 from graphopt.ir.interpreter import run_graph
@@ -135,8 +136,11 @@ def test_layers_pick_int8_when_predicted_faster() -> None:
     g, _, samples = setup("resnet")
     ctx = PassContext()
     out = auto(g, samples, ctx, max_drop=0.05)
-    assert out.op_counts().get("q.conv2d_int8", 0) >= 5
     rows = layer_rows(ctx)
+    # With VNNI int8 convolutions measure faster and are taken; without it (AMD Zen 3: 9.0 vs 5.9 us
+    # for the same layer) they are slower and f32 stays. The loop below checks every choice either way.
+    if any(flag in cpu_flags() for flag in ("avx512_vnni", "avx_vnni")):
+        assert out.op_counts().get("q.conv2d_int8", 0) >= 5
     for r in rows:
         assert {"latency_f32_us", "latency_int8_us", "latency_bf16_us", f"sensitivity_{_choice(r)}"} <= set(r.numbers)
         # Sensitivity is measured for the precisions predicted faster (the others are never chosen).
