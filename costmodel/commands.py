@@ -125,9 +125,17 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _load(args: argparse.Namespace) -> Dataset:
-    ds = Dataset.load(args.dataset, device=args.device)
+def _load(args: argparse.Namespace, path: str | None = None) -> Dataset:
+    """The dataset ``args`` name (or another file of its own device, ``path``), at ``--threads``."""
+    ds = Dataset.load(args.dataset, device=args.device) if path is None else Dataset.load(path)
     return ds.select(threads=args.threads) if args.threads is not None else ds
+
+
+def _check_new_output(args: argparse.Namespace, action: str) -> None:
+    from pathlib import Path
+
+    if Path(args.output).resolve() == Path(args.dataset).resolve():
+        raise ValueError(f"{action} writes a new dataset file; give -o another path than the input")
 
 
 def _fmt(m: dict[str, Any]) -> str:
@@ -148,11 +156,8 @@ def _collect(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def _prune(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from pathlib import Path
-
     ops = _list(args.ops) or []
-    if Path(args.output).resolve() == Path(args.dataset).resolve():
-        raise ValueError("prune writes a new dataset file; give -o another path than the input")
+    _check_new_output(args, "prune")
     ds = _load(args)
     kept = ds.without_ops(ops)
     path = kept.write(args.output)
@@ -161,12 +166,9 @@ def _prune(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def _refeaturize(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from pathlib import Path
-
     from tqdm import tqdm
 
-    if Path(args.output).resolve() == Path(args.dataset).resolve():
-        raise ValueError("refeaturize writes a new dataset file; give -o another path than the input")
+    _check_new_output(args, "refeaturize")
     ds = Dataset.load(args.dataset, device=args.device, schema=None)
     if args.threads is not None:
         ds = ds.select(threads=args.threads)
@@ -188,8 +190,7 @@ def _train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
     ds = _load(args)
     for extra in args.also:
-        other = Dataset.load(extra)
-        ds = ds.merged(other.select(threads=args.threads) if args.threads is not None else other)
+        ds = ds.merged(_load(args, extra))
     ds = ds.select(exclude_models=_list(args.exclude_models) or ())
     model = train(ds, seed=args.seed)
     path = model.save(args.output)

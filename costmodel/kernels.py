@@ -226,17 +226,13 @@ def _random_graph(rng: np.random.Generator, index: int) -> Graph:
     return b.build([y])
 
 
-def _channels(rng: np.random.Generator, choices: Sequence[int], parts: int) -> list[int]:
-    return [int(rng.choice(choices)) for _ in range(parts)]
-
-
 def _network_pattern(kind: str, b: GraphBuilder, rng: np.random.Generator, dtype: DType,
                      weight: Any) -> Graph:
     """One graph of the ``NETWORK_PATTERNS`` family ``kind``."""
     h = int(rng.choice([1, 2, 4, 7, 8, 14, 16, 28, 32]))
 
     def feature_maps(choices: Sequence[int], count: int) -> list[Value]:
-        return [b.input(f"x{i}", TensorType((1, c, h, h), dtype)) for i, c in enumerate(_channels(rng, choices, count))]
+        return [b.input(f"x{i}", TensorType((1, int(rng.choice(choices)), h, h), dtype)) for i in range(count)]
 
     def maybe(p: float) -> bool:
         return bool(rng.random() < p)
