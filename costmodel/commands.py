@@ -85,6 +85,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     p = action("eval", "evaluate on networks held out of training (or a given model on the whole dataset)")
     p.add_argument("--model", metavar="MODEL.json", help="evaluate this model instead of cross-validating")
     p.add_argument("--holdout", metavar="LIST", help="networks to hold out one at a time (default: every network)")
+    p.add_argument("--also", nargs="+", default=[], metavar="DATA.jsonl",
+                   help="other devices' datasets to train on too, as train --also (their records of the "
+                        "held-out network are left out as well)")
 
     p = action("adapt", "fit a model to a new device from a few of its measurements")
     p.add_argument("--model", metavar="BASE.json", help="the model to adapt (default: the shipped model)")
@@ -185,12 +188,22 @@ def _refeaturize(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return payload, f"recomputed the features of {len(out)} records ({froms}) with schema {SCHEMA_HASH} -> {path}"
 
 
+def _also(args: argparse.Namespace) -> Dataset | None:
+    """The ``--also`` datasets (other devices) as one, or None."""
+    also = None
+    for extra in args.also:
+        more = _load(args, extra)
+        also = more if also is None else also.merged(more)
+    return also
+
+
 def _train(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from .evaluation import train
 
     ds = _load(args)
-    for extra in args.also:
-        ds = ds.merged(_load(args, extra))
+    also = _also(args)
+    if also is not None:
+        ds = ds.merged(also)
     ds = ds.select(exclude_models=_list(args.exclude_models) or ())
     model = train(ds, seed=args.seed)
     path = model.save(args.output)
@@ -209,8 +222,10 @@ def _eval(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
                   "pooled": evaluate_model(CostModel.load(args.model), ds)}
         text = f"{args.model} on {args.dataset}: {_fmt(result['pooled'])}"
     else:
-        result = cross_validate(ds, holdout=_list(args.holdout), seed=args.seed)
-        lines = [f"held-out networks ({result['split']}), {len(ds)} records of {ds.device}:"]
+        also = _also(args)
+        result = cross_validate(ds, holdout=_list(args.holdout), seed=args.seed, also=also)
+        trained = f" (training also on {len(also)} records of {also.device})" if also is not None else ""
+        lines = [f"held-out networks ({result['split']}), {len(ds)} records of {ds.device}{trained}:"]
         lines += [f"  {name:<14} {_fmt(m)}" for name, m in result["per_network"].items()]
         lines.append(f"  {'pooled':<14} {_fmt(result['pooled'])}")
         text = "\n".join(lines)

@@ -36,10 +36,12 @@ def evaluate_model(model: CostModel, ds: Dataset) -> dict[str, Any]:
 
 
 def cross_validate(ds: Dataset, *, holdout: Sequence[str] | None = None, seed: int = 0,
-                   progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                   also: Dataset | None = None, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Leave-one-network-out: per held-out network and pooled over all of them.
 
-    Random ("synthetic") kernels are always training data; they belong to no network.
+    Random ("synthetic") kernels are always training data; they belong to no network. ``also``
+    (other devices' records, as ``costmodel train --also`` uses them) is training data too, except
+    its records of the held-out network: the model never saw that network on any device.
     """
     networks = list(holdout) if holdout else [m for m in ds.models() if m != SYNTHETIC]
     unknown = [m for m in networks if m not in ds.models()]
@@ -53,7 +55,10 @@ def cross_validate(ds: Dataset, *, holdout: Sequence[str] | None = None, seed: i
     for name in networks:
         progress(f"holding out {name}")
         test = ds.select(models=[name])
-        model = train(ds.select(exclude_models=[name]), seed=seed)
+        training = ds.select(exclude_models=[name])
+        if also is not None:
+            training = training.merged(also.select(exclude_models=[name]))
+        model = train(training, seed=seed)
         x, _ = test.arrays()
         mean, low, high = model.predict_features(x)
         per[name] = _metrics(test, mean, low, high)

@@ -6,7 +6,9 @@ The vector has a fixed length and layout (``FEATURE_NAMES``) in five blocks:
 * **work**: FLOPs, bytes moved (kernel operands and results) and what the ops would move unfused,
   arithmetic intensity, the anchor's problem size (M, N, K, window, groups), output shape;
 * **dtypes** of the result and operands;
-* **schedule**: every ``KernelSchedule`` knob, plus how well the register tile fits the problem;
+* **schedule**: every ``KernelSchedule`` knob, plus the register tile the backend builds (its
+  default when the schedule names none): how well it fits the problem, the vector LLVM makes of it,
+  register pressure, and the panels its reduction streams against the caches;
 * **target**: vector width, cores, runtime threads, cache sizes, ISA features, and the working set
   relative to the caches;
 
@@ -34,13 +36,14 @@ from typing import Any
 import numpy as np
 
 from ..backends.host import cpu_flags
+from ..backends.tvm.schedule import KernelSchedule, conv_tile, dwconv_tile, matmul_tile
 from ..ir.analysis import node_flops
 from ..ir.graph import CONST, FUSED, Graph, Node, Value
 from ..ir.opdef import FusionKind, get_op
 from ..ir.printer import print_graph
 from ..ir.types import DType, TensorType
 
-SCHEMA_VERSION = 5  # bump when a feature's computation changes (names alone are hashed anyway)
+SCHEMA_VERSION = 6  # bump when a feature's computation changes (names alone are hashed anyway)
 OP_BUCKETS = 24
 TOKEN_BUCKETS = 64
 ANCHORS = ("conv", "dwconv", "matmul", "pool", "reduce")
@@ -165,7 +168,8 @@ def _names() -> list[str]:
     names += [f"out_{d.value}" for d in _DTYPES] + ["in_max_bits", "in_min_bits"]
     names += ["s_default", "s_tile_len", "log_s_tile0", "log_s_tile1", "log_s_vec", "s_par", "s_par_auto",
               "log_s_unroll", "s_pack", "tile_waste_m", "tile_waste_n", "log_tiles", "tile_accumulators",
-              "tile_vec_rem", "tile_vec_scalar"]
+              "tile_vec_rem", "tile_vec_scalar", "tile_vec_widened", "tile_reg_pressure", "tile_fma_per_load",
+              "log_panel_over_l1", "log_panel_over_l2", "log_reread_over_l2", "log_reread_bytes"]
     names += ["t_vector_bits", "t_cores", "t_threads", "log_t_l1d", "log_t_l2", "log_t_l3"]
     names += [f"t_{f}" for f in _ISA]
     names += ["log_io_over_l1", "log_io_over_l2", "log_io_over_l3", "log_flops_per_lane"]
@@ -266,7 +270,8 @@ def problem_size(kind: str | None, node: Node | None) -> dict[str, float]:
         oc, cg, kh, kw = ins[1]
         ho, wo = out[2], out[3]
         return {"batch": n, "m": ho * wo, "n": oc, "k": cg * kh * kw, "w": wo, "kh": kh, "kw": kw,
-                "stride": int(node.attrs.get("strides", (1, 1))[0]), "groups": int(node.attrs.get("groups", 1))}
+                "stride": int(node.attrs.get("strides", (1, 1))[0]), "groups": int(node.attrs.get("groups", 1)),
+                "in_elems": cg * ins[0][2] * ins[0][3]}
     if kind == "matmul":
         a, b = ins[0], ins[1]
         if node.op == "nn.gemm":
@@ -311,8 +316,28 @@ def _token_counts(body: Graph) -> np.ndarray:
     return np.log1p(counts)
 
 
+def _register_tile(kind: str | None, problem: Mapping[str, float], schedule: Mapping[str, Any],
+                   lanes: int) -> tuple[int, int] | None:
+    """The anchor's register tile as (vectorized axis, other axis) extents, as the backend builds it.
+
+    A schedule without a tile gets the lowering's default (``backends.tvm.schedule``), so default
+    kernels are described by the loops they run, not by zeros.
+    """
+    if kind not in ("matmul", "conv", "dwconv"):
+        return None
+    chosen = KernelSchedule(tile=tuple(int(t) for t in schedule.get("tile", ())))
+    n, w = int(problem.get("n", 1)), int(problem.get("w", 1))
+    if kind == "matmul":
+        rows, cols = matmul_tile(int(problem.get("m", 1)), n, lanes, chosen)
+        return cols, rows
+    groups = max(1, int(problem.get("groups", 1)))
+    if kind == "dwconv":
+        return dwconv_tile(w, lanes, chosen), 1
+    return conv_tile(max(1, n // groups), w, lanes, chosen, groups)
+
+
 def _schedule(f: dict[str, float], schedule: Mapping[str, Any], kind: str | None, problem: Mapping[str, float],
-              lanes: int) -> None:
+              lanes: int, target: TargetInfo, itemsize: int) -> None:
     tile = tuple(int(t) for t in schedule.get("tile", ()))
     vec, par, unroll = int(schedule.get("vec", 0)), int(schedule.get("par", 0)), int(schedule.get("unroll", 0))
     f["s_default"] = float(not tile and not vec and not par and not unroll and schedule.get("pack", True))
@@ -324,27 +349,61 @@ def _schedule(f: dict[str, float], schedule: Mapping[str, Any], kind: str | None
     f["s_par_auto"] = float(par == 0)
     f["log_s_unroll"] = _log2(unroll + 1)
     f["s_pack"] = float(bool(schedule.get("pack", True)))
-    # The tile's two axes: matmul (rows, cols) of M x N; conv (channel block, width block); depthwise
-    # conv (width block). Whole tiles are computed, so a tile that does not divide the problem pads.
-    axes = {"matmul": ("m", "n"), "conv": ("n", "w"), "dwconv": (None, "w")}.get(kind or "")
-    if not tile or axes is None:
+    register_tile = _register_tile(kind, problem, schedule, max(1, target.vector_bits // 32))
+    if register_tile is None:
         return
-    t_m, t_n = (tile[0], tile[1]) if len(tile) > 1 else (1, tile[0])
-    dim_m = problem.get(axes[0], 1) if axes[0] else 1
-    dim_n = problem.get(axes[1], 1)
-    t_m, t_n = min(t_m, max(dim_m, 1)), min(t_n, max(dim_n, 1))
-    f["tile_waste_m"] = math.ceil(dim_m / t_m) * t_m / max(dim_m, 1) - 1
-    f["tile_waste_n"] = math.ceil(dim_n / t_n) * t_n / max(dim_n, 1) - 1
-    f["log_tiles"] = _log2(math.ceil(dim_m / t_m) * math.ceil(dim_n / t_n) * problem.get("batch", 1))
-    f["tile_accumulators"] = t_m * t_n / lanes
-    # The tile axis the backend vectorizes (conv: the channel block; matmul, depthwise: the columns),
-    # by its rule (``tir_schedule._vectorize_inner``): whole vectors of ``vec`` (default: the
-    # target's lanes) when the axis is a multiple of them, one odd-width vector up to twice that
-    # width, scalar code beyond it.
-    vector_axis = t_m if kind == "conv" else t_n
+    # The tile's vectorized axis (matmul: columns of N; conv: the channel block; depthwise conv: the
+    # width block) and its other axis (matmul rows, conv width block): ``tile_waste_n`` and
+    # ``tile_waste_m``. Whole tiles are computed, so a tile that does not divide the problem pads.
+    vector_axis, other_axis = register_tile
+    vector_dim, other_dim = {"matmul": ("n", "m"), "conv": ("n", "w"), "dwconv": ("w", None)}[kind or ""]
+    dim_v = max(int(problem.get(vector_dim, 1)), 1)
+    dim_o = max(int(problem.get(other_dim, 1)), 1) if other_dim else 1
+    groups = max(1, int(problem.get("groups", 1))) if kind == "conv" else 1
+    dim_v //= groups if kind == "conv" else 1
+    t_v, t_o = min(vector_axis, dim_v), min(other_axis, dim_o)
+    f["tile_waste_m"] = math.ceil(dim_o / t_o) * t_o / dim_o - 1
+    f["tile_waste_n"] = math.ceil(dim_v / t_v) * t_v / dim_v - 1
+    blocks_v = math.ceil(dim_v / t_v) * groups
+    f["log_tiles"] = _log2(math.ceil(dim_o / t_o) * blocks_v * problem.get("batch", 1))
+    f["tile_accumulators"] = t_v * t_o / lanes
+    # The backend vectorizes the vector axis by its rule (``tir_schedule._vectorize_inner``): whole
+    # vectors of ``vec`` (default: the target's lanes) when the axis is a multiple of them, one
+    # odd-width vector up to twice that width, scalar code beyond it.
     width = vec or lanes
     f["tile_vec_rem"] = (vector_axis % width) / width
-    f["tile_vec_scalar"] = float(not (vector_axis >= width and vector_axis % width == 0 or 2 <= vector_axis <= 2 * width))
+    f["tile_vec_scalar"] = float(not (vector_axis >= width and vector_axis % width == 0
+                                      or 2 <= vector_axis <= 2 * width))
+    # The tile's inner loop becomes one LLVM vector of the whole axis, and LLVM widens a vector whose
+    # length is not a power of two to the next one: a block of 24 or 48 channels computes (and
+    # shuffles) 32 or 64 lanes.
+    widened = 2 ** math.ceil(math.log2(max(vector_axis, 1)))
+    f["tile_vec_widened"] = widened / max(vector_axis, 1) - 1
+    # The micro-kernel: per reduction step it loads ceil(t_v / lanes) native vectors of the streamed
+    # operand (conv weights, matmul B; LLVM splits the tile's vector into registers whatever ``vec``
+    # says) and broadcasts t_o scalars into t_o x that many accumulators. Past the register file (16
+    # vectors with AVX2, 32 with AVX-512) the accumulators spill. (The widened vector is what the
+    # registers hold.) A convolution's unpacked (OIHW) weights are a channel block read at a stride:
+    # one scalar load per channel, not per vector.
+    vectors = math.ceil(min(widened, 2 ** math.ceil(math.log2(max(t_v, 1)))) / lanes)
+    accumulators = vectors * t_o
+    registers = 32 if "avx512f" in target.isa else 16
+    f["tile_reg_pressure"] = (accumulators + vectors + 1) / registers
+    weight_loads = t_v if kind == "conv" and not schedule.get("pack", True) else vectors
+    f["tile_fma_per_load"] = accumulators / (weight_loads + t_o)
+    # The panel the tile's reduction reads and every tile of the same block reuses (conv: the weight
+    # block of k x channel block; matmul: a packed B panel of K x cols), against the caches; and the
+    # other operand, re-read once per block of the vector axis (conv: the input; matmul: A).
+    if kind == "dwconv":
+        return
+    k = max(int(problem.get("k", 1)), 1)
+    panel = k * t_v * itemsize
+    f["log_panel_over_l1"] = math.log2(panel / (target.l1d_kb * 1024))
+    f["log_panel_over_l2"] = math.log2(panel / (target.l2_kb * 1024))
+    # (one group's input plane for a convolution, all of A for a matmul)
+    reread = (problem.get("in_elems", 1) if kind == "conv" else dim_o * k) * itemsize * problem.get("batch", 1)
+    f["log_reread_over_l2"] = math.log2(max(reread, 1) / (target.l2_kb * 1024))
+    f["log_reread_bytes"] = _log2(reread * math.ceil(dim_v / t_v))
 
 
 _SUBSET_READERS = ("tensor.gather", "tensor.slice")  # read only part of their first operand
@@ -435,7 +494,7 @@ def kernel_features(kernel: Node, schedule: Mapping[str, Any], target: TargetInf
     f[f"out_{out_t.dtype.value}"] = 1.0
     bits = [v.type.dtype.itemsize * 8 for v in kernel.inputs] or [0]
     f["in_max_bits"], f["in_min_bits"] = max(bits), min(bits)
-    _schedule(f, schedule, kind, problem, lanes)
+    _schedule(f, schedule, kind, problem, lanes, target, out_t.dtype.itemsize)
     f["t_vector_bits"], f["t_cores"], f["t_threads"] = target.vector_bits, target.cores, target.threads
     f["log_t_l1d"], f["log_t_l2"], f["log_t_l3"] = _log2(target.l1d_kb), _log2(target.l2_kb), _log2(target.l3_kb)
     for flag in _ISA:

@@ -15,7 +15,7 @@ from . import elementwise, linalg, nn, shape  # noqa: F401 - importing registers
 from .base import LOWERINGS, TVM_DTYPE, Anchor, LowerContext, LoweringError, Pack, lower_node, lower_op
 from . import quant  # noqa: F401, E402 - the q.* lowerings (int8 kernels); after .base, which they use
 from .elementwise import BINARY, UNARY
-from .linalg import conv_tile, matmul_tile
+from ..schedule import conv_tile, matmul_tile
 
 __all__ = [
     "BINARY", "LOWERINGS", "TVM_DTYPE", "UNARY", "Anchor", "LowerContext", "LoweringError", "Pack", "conv_tile",

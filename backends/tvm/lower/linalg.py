@@ -11,7 +11,7 @@ from tvm import te, topi
 
 from ....ir.ops.linalg import conv_out_size
 from ....ir.types import TensorType
-from ..schedule import KernelSchedule
+from ..schedule import conv_tile, dwconv_tile, matmul_tile
 from .base import (
     NARROW,
     Anchor,
@@ -26,22 +26,6 @@ from .base import (
 )
 
 # ----------------------------------------------------------------------------- matmul and gemm
-
-
-def _divisor_tile(n: int, candidates: Sequence[int]) -> int | None:
-    return next((c for c in candidates if n % c == 0), None)
-
-
-def matmul_tile(m: int, n: int, lanes: int, schedule: KernelSchedule) -> tuple[int, int]:
-    """Default register tile (rows, cols) of an ``m x n`` matmul output."""
-    if len(schedule.tile) >= 2:
-        return min(schedule.tile[0], m), min(schedule.tile[1], n)
-    # A row block shares each loaded B vector; with one row, wider column blocks give the FMA
-    # units enough independent accumulators.
-    cols = (4 * lanes, 2 * lanes, lanes, lanes // 2) if m == 1 else (2 * lanes, lanes, lanes // 2)
-    nb = _divisor_tile(n, cols) or (n if n <= 4 * lanes else 2 * lanes)
-    mb = _divisor_tile(m, (8, 6, 4, 3, 2, 1)) or 1
-    return mb, nb
 
 
 def _pack_b(k: int, n: int, nb: int, transposed: bool) -> Callable[[np.ndarray], np.ndarray]:
@@ -162,29 +146,6 @@ def _lower_gemm(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerC
 
 
 # ------------------------------------------------------------------------------------ convolution
-
-
-def conv_tile(oc_group: int, ow: int, lanes: int, schedule: KernelSchedule, groups: int) -> tuple[int, int]:
-    """Default register tile (output-channel block, output-width block) of a convolution."""
-    if len(schedule.tile) >= 2:
-        ocb, owb = schedule.tile[0], min(schedule.tile[1], ow)
-    else:
-        ocb = 2 * lanes if oc_group >= 2 * lanes else lanes
-        # Accumulators = owb * ocb / lanes; ~24 of the 32 vector registers leave room for operands.
-        # Rows are computed in whole blocks, so pick the block that adds the fewest extra columns.
-        limit = max(1, 24 * lanes // ocb)
-        owb = ow if ow <= limit else min(range(limit // 2, limit + 1), key=lambda d: (-ow % d, -d))
-    if groups > 1:
-        # A channel block must stay inside one group.
-        ocb = next(d for d in range(min(ocb, oc_group), 0, -1) if oc_group % d == 0)
-    return ocb, owb
-
-
-def dwconv_tile(wo: int, lanes: int, schedule: KernelSchedule) -> int:
-    """Default width block of a depthwise convolution: one vector (half of one for short rows)."""
-    if schedule.tile:
-        return schedule.tile[0]
-    return wo if wo < 4 else lanes if wo > lanes // 2 else lanes // 2
 
 
 def _pack_conv(oc: int, ocb: int) -> Callable[[np.ndarray], np.ndarray]:
