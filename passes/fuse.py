@@ -14,7 +14,17 @@ Whether a *legal* merge is taken is asked of a ``FusionPolicy``; ``RulePolicy`` 
 version) takes every legal merge. When the pass context has a cost model, ``CostModelPolicy``
 decides instead: it merges when the predicted time of the fused kernel beats the predicted times
 of the two kernels apart, and measures (or keeps the rule) where the intervals are too wide to
-tell. Every accepted and rejected candidate is recorded as a ``Decision`` with its reason and
+tell.
+
+Beyond the rule, the cost model may also fuse a *prologue*: a kernel with no anchor (reshape,
+transpose, elementwise ops) whose only reader is a matmul or gemm joins that anchor's kernel, so
+the intermediate is never written (``model_only_reason``; ``Candidate.model_only``). The rule
+never takes these, so without a cost model the kernels are the first version's. The model never
+saw such kernels, so it fuses one only when measured faster by more than ``MEASURED_NOISE``
+(a prediction can only reject it). Convolution, pooling and concat prologues are forbidden: the
+backend recomputes them inside the anchor's reduction loop (see ``PROLOGUE_ANCHORS``).
+
+Every accepted and rejected candidate is recorded as a ``Decision`` with its reason and
 predicted times, and with a cost model every kernel gets a ``cost=…us±…`` annotation.
 """
 
@@ -82,10 +92,15 @@ class Group:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A proposed merge: append ``node`` to the kernel ``group``."""
+    """A proposed merge: append ``node`` to the kernel ``group``.
+
+    ``model_only`` marks a merge the rule forbids but the cost model may take (a prologue:
+    ``model_only_reason``); ``RulePolicy`` declines those, so the rule's kernels never change.
+    """
 
     group: Group
     node: Node
+    model_only: bool = False
 
 
 class FusionPolicy(Protocol):
@@ -100,7 +115,9 @@ class RulePolicy:
     """The first version's rule: every legal merge is taken (it saves a round trip to memory)."""
 
     def decide(self, candidate: Candidate) -> tuple[bool, str, Mapping[str, float]]:
-        """Accept every legal candidate."""
+        """Accept every legal candidate; decline the merges only the cost model may take."""
+        if candidate.model_only:
+            return False, "rule: an anchor op's inputs are not fused into it (only the cost model fuses prologues)", {}
         return True, "rule: a legal merge saves writing and re-reading the intermediate", {}
 
 
@@ -131,6 +148,8 @@ class CostModelPolicy:
         """Compare the predicted fused time with the predicted unfused sum."""
         members = candidate.group.members
         unmodelled = sorted({n.op for n in (*members, candidate.node) if n.op.startswith(UNMODELLED_PREFIXES)})
+        if unmodelled and candidate.model_only:
+            return False, f"rule (the cost model has no measurements of {', '.join(unmodelled)})", {}
         if unmodelled:
             return True, f"rule (the cost model has no measurements of {', '.join(unmodelled)})", {}
         fused = _kernel(Group([*members, candidate.node]), "candidate", self.constants)
@@ -138,13 +157,15 @@ class CostModelPolicy:
         try:
             mean, low, high = (list(map(float, a)) for a in self.model.predict(sides, self.target))
         except Exception as e:  # noqa: BLE001 - a model that cannot predict these kernels must not stop fusion
-            return True, f"rule (the cost model could not predict: {type(e).__name__}: {e})", {}
+            return not candidate.model_only, f"rule (the cost model could not predict: {type(e).__name__}: {e})", {}
         call = KERNEL_CALL_US  # apart, the VM calls two kernels
         numbers = {"fused_us": mean[0], "fused_low_us": low[0], "fused_high_us": high[0],
                    "unfused_us": mean[1] + mean[2] + call, "unfused_low_us": low[1] + low[2] + call,
                    "unfused_high_us": high[1] + high[2] + call}
         predicted = (f"predicted fused {mean[0]:.3g}us [{low[0]:.3g}, {high[0]:.3g}] vs apart "
                      f"{numbers['unfused_us']:.3g}us [{numbers['unfused_low_us']:.3g}, {numbers['unfused_high_us']:.3g}]")
+        if candidate.model_only:
+            return self._decide_model_only(sides, predicted, numbers, low[0])
         if mean[0] <= numbers["unfused_us"]:
             return True, "cost model: " + predicted, numbers
         if low[0] > numbers["unfused_high_us"]:
@@ -160,6 +181,29 @@ class CostModelPolicy:
         # A tie within measurement noise keeps the rule's answer (fuse): rejecting needs a clear loss.
         return measured[0] <= apart * (1 + MEASURED_NOISE), (
             f"measured (prediction undecided): fused {measured[0]:.3g}us vs apart {apart:.3g}us; {predicted}"), numbers
+
+    def _decide_model_only(self, sides: list[tuple[Node, dict]], predicted: str, numbers: dict[str, float],
+                           fused_low: float) -> tuple[bool, str, Mapping[str, float]]:
+        """A prologue merge, which the rule never takes: the opposite bias of a legal merge.
+
+        The model never saw such kernels measured, so a "faster" prediction alone proves
+        nothing: reject when even the fused kernel's low bound is slower than the two kernels
+        apart at their high bounds, otherwise measure both sides and fuse only when the fused
+        kernel is faster by more than ``MEASURED_NOISE``. Without a measurer (or past the
+        measuring limit, which legal undecided merges share) keep the rule's answer: apart.
+        """
+        if fused_low > numbers["unfused_high_us"]:
+            return False, "cost model (prologue): " + predicted, numbers
+        if self.measure is None or self.measure_limit <= 0:
+            why = "nothing to measure with" if self.measure is None else "measuring limit reached"
+            return False, f"rule (a prologue is fused only when measured faster; {why}): {predicted}", numbers
+        measured = self._measure([side for side, _ in sides])
+        if measured is None:
+            return False, f"rule (a prologue is fused only when measured faster; the kernels could not be measured): {predicted}", numbers
+        apart = measured[1] + measured[2] + KERNEL_CALL_US
+        numbers = {**numbers, "measured_fused_us": measured[0], "measured_unfused_us": apart}
+        return measured[0] * (1 + MEASURED_NOISE) < apart, (
+            f"measured (prologue): fused {measured[0]:.3g}us vs apart {apart:.3g}us; {predicted}"), numbers
 
     def _measure(self, kernels: list[Node]) -> list[float] | None:
         """Microseconds of each kernel with the default schedule (the fastest of ``MEASURE_ROUNDS``
@@ -252,6 +296,56 @@ def illegal_reason(group: Group, node: Node, users: Mapping[Value, list[Node]], 
     return None  # injective or reduction after elementwise/injective ops only
 
 
+PROLOGUE_KINDS = (FusionKind.ELEMENTWISE, FusionKind.BROADCAST, FusionKind.INJECTIVE)
+PROLOGUE_ANCHORS: Mapping[str, tuple[int, ...]] = {
+    "nn.matmul": (0, 1),
+    "nn.gemm": (0,),
+}
+"""Anchor ops that may take a prologue, and which of their operands it may compute. The TVM
+backend inlines a prologue into the anchor's operand reads and keeps the matmul schedule.
+
+Convolution and pooling take none: inlined into a convolution's reduction loop, a prologue is
+recomputed for every output-channel block, and a concat adds a select to every multiply-add
+(measured on densenet121 and squeezenet1_1 at 64 px: concat+BN+ReLU -> 1x1 conv 0.05-0.9x the
+two kernels apart, concat -> conv 0.7-1.3x; the whole densenet 3x slower)."""
+PROLOGUE_FORBIDDEN_OPS = ("tensor.concat",)
+"""Prologue ops that put a select chain into the anchor's inner loop (see ``PROLOGUE_ANCHORS``)."""
+
+
+def model_only_reason(group: Group, node: Node, users: Mapping[Value, list[Node]], outputs: set[Value],
+                      max_size: int) -> str | None:
+    """Why ``node`` cannot take ``group`` as its prologue (None when it may).
+
+    A prologue merge is beyond the rule (``illegal_reason`` forbids it: the first version's
+    legality) and only a cost model may take it, after measuring (``CostModelPolicy``): the
+    kernel ``group`` has no anchor (only elementwise, broadcast and injective ops: a concat, a
+    batch norm, a reshape or transpose), its result is read only by ``node``, an anchor of
+    ``PROLOGUE_ANCHORS``, as an operand the prologue may compute. The fused kernel computes the
+    prologue where the anchor reads it, so the intermediate is never written to memory.
+    """
+    last = group.members[-1]
+    if len(last.outputs) != 1 or len(node.outputs) != 1:
+        return "multi-result op"
+    out = group.output
+    if out in outputs:
+        return "the kernel's result is a graph output"
+    if len(users.get(out, [])) != 1:
+        return f"the kernel's result has {len(users.get(out, []))} readers"
+    if len(group.members) >= max_size:
+        return f"the kernel already has {max_size} ops (max-size)"
+    operands = PROLOGUE_ANCHORS.get(node.op)
+    if operands is None:
+        return f"{node.op} takes no prologue"
+    if any(_kind(n) not in PROLOGUE_KINDS for n in group.members):
+        return f"kernel {group.describe()} is not elementwise/injective"
+    forbidden = sorted({n.op for n in group.members if n.op in PROLOGUE_FORBIDDEN_OPS})
+    if forbidden:
+        return f"{', '.join(forbidden)} is not fused into an anchor"
+    if node.inputs.index(out) not in operands:  # read once: it has one reader
+        return f"{node.op} operand {node.inputs.index(out)} takes no prologue"
+    return None
+
+
 @register_pass
 @dataclass(frozen=True)
 class Fuse:
@@ -288,11 +382,12 @@ class Fuse:
                 subject = (f"{node.op} %{names[node.outputs[0]]} into kernel {group.describe()} "
                            f"(ending %{names[group.members[-1].outputs[0]]})")
                 reason = illegal_reason(group, node, users, outputs, self.max_size)
-                if reason is not None:
+                model_only = reason is not None and model_only_reason(group, node, users, outputs, self.max_size) is None
+                if reason is not None and not model_only:
                     ctx.decisions.append(Decision(self.name, subject, False, "illegal: " + reason))
                     rejected += 1
                     continue
-                ok, why, numbers = policy.decide(Candidate(group, node))
+                ok, why, numbers = policy.decide(Candidate(group, node, model_only))
                 ctx.decisions.append(Decision(self.name, subject, ok, why, numbers))
                 if ok:
                     chosen = group
