@@ -194,7 +194,9 @@ class CostModelPolicy:
         """
         if fused_low > numbers["unfused_high_us"]:
             return False, "cost model (prologue): " + predicted, numbers
-        if self.measure is None or self.measure_limit <= 0:
+        # Past the limit, a candidate whose sides this run already timed (a repeated layer) is still free.
+        known = all(workload_key(kernel_graph(k)) in self._times for k, _ in sides)
+        if self.measure is None or (self.measure_limit <= 0 and not known):
             why = "nothing to measure with" if self.measure is None else "measuring limit reached"
             return False, f"rule (a prologue is fused only when measured faster; {why}): {predicted}", numbers
         measured = self._measure([side for side, _ in sides])
