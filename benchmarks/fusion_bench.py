@@ -30,6 +30,7 @@ from ..api import pass_context, tvm_pass_context
 from ..backends import build
 from ..costmodel import default_model_path
 from ..frontends.detect import import_model
+from ..ir.graph import CONST, Graph, Node
 from ..passes import run_passes
 from .bench import compare, load_model, reference_outputs
 
@@ -49,6 +50,7 @@ class FusionRow:
     ms_model: float
     ms_rule: float
     max_rel_err: float  # the worse variant's, against torch eager
+    same_kernels: bool = False  # both variants made the same kernels: their ratio is the run's noise
 
     @property
     def speedup(self) -> float:
@@ -62,7 +64,7 @@ def bench_fusion(arg: str, passes: str = DEFAULT_PASSES, runs: int = 30, rtol: f
         spec = load_model(arg, 1, Path(tmp))
     want, _ = reference_outputs(spec)
     graph = import_model(spec.module, tuple(spec.torch_inputs()))
-    exes, kernels, seconds = {}, {}, {}
+    exes, kernels, seconds, partitions = {}, {}, {}, {}
     for mode in MODES:
         start = time.perf_counter()
         ctx = pass_context(passes, tvm=True) if mode == "model" else tvm_pass_context()
@@ -72,6 +74,7 @@ def bench_fusion(arg: str, passes: str = DEFAULT_PASSES, runs: int = 30, rtol: f
         exes[mode] = build(fused, "tvm")
         seconds[mode] = time.perf_counter() - start
         kernels[mode] = sum(n.op != "const" for n in fused.nodes)
+        partitions[mode] = partition(fused)
     worst = 0.0
     for mode in MODES:
         err, _ = compare(exes[mode].run(list(spec.inputs)), want, rtol, 1e-4)
@@ -87,19 +90,36 @@ def bench_fusion(arg: str, passes: str = DEFAULT_PASSES, runs: int = 30, rtol: f
                 times[mode].append(time.perf_counter() - start)
     ms = {m: float(np.median(t)) * 1e3 for m, t in times.items()}
     return FusionRow(spec.name, kernels["model"], kernels["rule"], seconds["model"], seconds["rule"],
-                     ms["model"], ms["rule"], worst)
+                     ms["model"], ms["rule"], worst, partitions["model"] == partitions["rule"])
+
+
+def partition(graph: Graph) -> list[tuple[str, tuple[tuple[int | str, ...], ...]]]:
+    """Each kernel's ops and operand shapes in order: equal for two graphs cut into the same kernels
+    (annotations such as ``cost`` left out)."""
+    def ops(n: Node) -> str:
+        return "+".join(m.op for m in n.body.nodes if m.op != CONST) if n.body is not None else n.op
+
+    return [(ops(n), tuple(tuple(v.type.shape) for v in n.inputs)) for n in graph.nodes if n.op != CONST]
 
 
 def to_markdown(rows: Sequence[FusionRow]) -> str:
     """The table, then the geomean speedup."""
-    lines = ["| model | kernels (model / rule) | compile s (model / rule) | ms model | ms rule | rule / model |",
-             "|---|---:|---:|---:|---:|---:|"]
+    header = ("| model | kernels (model / rule) | same kernels | compile s (model / rule) | ms model | ms rule "
+              "| rule / model |")
+    lines = [header, "|---|---:|:-:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r.model} | {r.kernels_model} / {r.kernels_rule} | {r.compile_s_model:.1f} / "
-                     f"{r.compile_s_rule:.1f} | {r.ms_model:.3f} | {r.ms_rule:.3f} | {r.speedup:.3f}x |")
+        lines.append(f"| {r.model} | {r.kernels_model} / {r.kernels_rule} | {'yes' if r.same_kernels else 'no'} | "
+                     f"{r.compile_s_model:.1f} / {r.compile_s_rule:.1f} | {r.ms_model:.3f} | {r.ms_rule:.3f} "
+                     f"| {r.speedup:.3f}x |")
     if rows:
         geo = math.exp(sum(math.log(r.speedup) for r in rows) / len(rows))
         lines.append(f"\ngeomean rule / model: {geo:.3f}x (above 1: the cost model's fusion is faster)")
+        same = [r for r in rows if r.same_kernels]
+        if same:
+            # Same kernels, same code: how far these ratios are from 1 is what this run's noise does.
+            spread = max(abs(math.log(r.speedup)) for r in same)
+            lines.append(f"noise: {len(same)} of {len(rows)} models have the same kernels both ways; their "
+                         f"ratios are within {math.exp(spread):.3f}x of 1")
     return "\n".join(lines)
 
 

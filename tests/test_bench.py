@@ -18,6 +18,7 @@ from graphopt.benchmarks.bench import BenchConfig, BenchResult, compare, parse_m
 from graphopt.benchmarks.peers import SYSTEMS, ModelSpec, PeerOptions, Prepared, System
 from graphopt.benchmarks.report import to_markdown, write_plot
 from graphopt.cli import main
+from graphopt.passes import run_passes
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tiny_resnet.onnx"
 CONFIG = BenchConfig(runs=3, warmup=1, threads=1, backend="reference", gemm_size=64)
@@ -173,3 +174,24 @@ def test_cli_bench_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown system(s) nope" in capsys.readouterr().err
     assert main(["bench", "resnet50:layers=2"]) == 2
     assert "resnet50 takes no option layers" in capsys.readouterr().err
+
+
+def test_kernel_call_chain_runs_apart_and_fused() -> None:
+    from graphopt.benchmarks.kernel_call import chain, per_call_us
+
+    g = chain(4, (1, 8))
+    fused, _ = run_passes(g, "fuse")
+    assert len(g.nodes) == 4 and len(fused.nodes) == 1  # four kernels apart, one fused
+    apart_us, fused_us, _ = per_call_us(4, (1, 8), runs=5)  # checks both give the same result
+    assert apart_us > 0 and fused_us > 0
+
+
+def test_fusion_bench_tells_same_kernels_from_different_ones() -> None:
+    from graphopt.benchmarks.fusion_bench import partition
+    from graphopt.benchmarks.kernel_call import chain
+
+    g = chain(3, (1, 8))
+    fused, _ = run_passes(g, "fuse")
+    again, _ = run_passes(g, "fuse")
+    assert partition(fused) == partition(again) != partition(g)
+    assert partition(fused) == [("math.neg+nn.relu+math.neg", ((1, 8),))]
