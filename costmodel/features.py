@@ -316,6 +316,10 @@ def _token_counts(body: Graph) -> np.ndarray:
     return np.log1p(counts)
 
 
+def _pow2_ceil(n: int) -> int:
+    return 2 ** math.ceil(math.log2(max(n, 1)))
+
+
 def _register_tile(kind: str | None, problem: Mapping[str, float], schedule: Mapping[str, Any],
                    lanes: int) -> tuple[int, int] | None:
     """The anchor's register tile as (vectorized axis, other axis) extents, as the backend builds it.
@@ -360,7 +364,7 @@ def _schedule(f: dict[str, float], schedule: Mapping[str, Any], kind: str | None
     dim_v = max(int(problem.get(vector_dim, 1)), 1)
     dim_o = max(int(problem.get(other_dim, 1)), 1) if other_dim else 1
     groups = max(1, int(problem.get("groups", 1))) if kind == "conv" else 1
-    dim_v //= groups if kind == "conv" else 1
+    dim_v //= groups  # a conv's channel blocks stay inside one group
     t_v, t_o = min(vector_axis, dim_v), min(other_axis, dim_o)
     f["tile_waste_m"] = math.ceil(dim_o / t_o) * t_o / dim_o - 1
     f["tile_waste_n"] = math.ceil(dim_v / t_v) * t_v / dim_v - 1
@@ -377,15 +381,14 @@ def _schedule(f: dict[str, float], schedule: Mapping[str, Any], kind: str | None
     # The tile's inner loop becomes one LLVM vector of the whole axis, and LLVM widens a vector whose
     # length is not a power of two to the next one: a block of 24 or 48 channels computes (and
     # shuffles) 32 or 64 lanes.
-    widened = 2 ** math.ceil(math.log2(max(vector_axis, 1)))
-    f["tile_vec_widened"] = widened / max(vector_axis, 1) - 1
+    f["tile_vec_widened"] = _pow2_ceil(vector_axis) / max(vector_axis, 1) - 1
     # The micro-kernel: per reduction step it loads ceil(t_v / lanes) native vectors of the streamed
     # operand (conv weights, matmul B; LLVM splits the tile's vector into registers whatever ``vec``
     # says) and broadcasts t_o scalars into t_o x that many accumulators. Past the register file (16
     # vectors with AVX2, 32 with AVX-512) the accumulators spill. (The widened vector is what the
     # registers hold.) A convolution's unpacked (OIHW) weights are a channel block read at a stride:
     # one scalar load per channel, not per vector.
-    vectors = math.ceil(min(widened, 2 ** math.ceil(math.log2(max(t_v, 1)))) / lanes)
+    vectors = math.ceil(_pow2_ceil(t_v) / lanes)
     accumulators = vectors * t_o
     registers = 32 if "avx512f" in target.isa else 16
     f["tile_reg_pressure"] = (accumulators + vectors + 1) / registers
