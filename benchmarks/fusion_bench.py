@@ -30,8 +30,9 @@ from ..api import pass_context, tvm_pass_context
 from ..backends import build
 from ..costmodel import default_model_path
 from ..frontends.detect import import_model
-from ..ir.graph import CONST, Graph, Node
+from ..ir.graph import CONST, Graph
 from ..passes import run_passes
+from ..passes.schedule import kernel_ops
 from .bench import compare, load_model, reference_outputs
 
 DEFAULT_PASSES = "canonicalize,fuse"
@@ -96,10 +97,7 @@ def bench_fusion(arg: str, passes: str = DEFAULT_PASSES, runs: int = 30, rtol: f
 def partition(graph: Graph) -> list[tuple[str, tuple[tuple[int | str, ...], ...]]]:
     """Each kernel's ops and operand shapes in order: equal for two graphs cut into the same kernels
     (annotations such as ``cost`` left out)."""
-    def ops(n: Node) -> str:
-        return "+".join(m.op for m in n.body.nodes if m.op != CONST) if n.body is not None else n.op
-
-    return [(ops(n), tuple(tuple(v.type.shape) for v in n.inputs)) for n in graph.nodes if n.op != CONST]
+    return [(kernel_ops(n), tuple(tuple(v.type.shape) for v in n.inputs)) for n in graph.nodes if n.op != CONST]
 
 
 def to_markdown(rows: Sequence[FusionRow]) -> str:

@@ -180,16 +180,13 @@ class CostModelPolicy:
         if self.measure is None or self.measure_limit <= 0:
             why = "nothing to measure with" if self.measure is None else "measuring limit reached"
             return True, f"rule (prediction undecided, {why}): {predicted}", numbers
-        # A decline needs a clear loss, so a loss seen in the first turns is timed again (CONFIRM_ROUNDS).
-        measured = self._measure([side for side, _ in sides],
-                                 confirm=lambda t: t[0] > (t[1] + t[2] + call) * (1 + MEASURED_NOISE))
-        if measured is None:
+        # A tie within measurement noise keeps the rule's answer (fuse): declining needs a clear loss.
+        timed = self._measure_sides(sides, numbers, lambda fused, apart: fused > apart * (1 + MEASURED_NOISE))
+        if timed is None:
             return True, f"rule (prediction undecided, the kernels could not be measured): {predicted}", numbers
-        apart = measured[1] + measured[2] + call
-        numbers = {**numbers, "measured_fused_us": measured[0], "measured_unfused_us": apart}
-        # A tie within measurement noise keeps the rule's answer (fuse): rejecting needs a clear loss.
-        return measured[0] <= apart * (1 + MEASURED_NOISE), (
-            f"measured (prediction undecided): fused {measured[0]:.3g}us vs apart {apart:.3g}us; {predicted}"), numbers
+        fused, apart, numbers = timed
+        return fused <= apart * (1 + MEASURED_NOISE), (
+            f"measured (prediction undecided): fused {fused:.3g}us vs apart {apart:.3g}us; {predicted}"), numbers
 
     def _decide_model_only(self, sides: list[tuple[Node, dict]], predicted: str, numbers: dict[str, float],
                            fused_low: float) -> tuple[bool, str, Mapping[str, float]]:
@@ -208,15 +205,27 @@ class CostModelPolicy:
         if self.measure is None or (self.measure_limit <= 0 and not known):
             why = "nothing to measure with" if self.measure is None else "measuring limit reached"
             return False, f"rule (a prologue is fused only when measured faster; {why}): {predicted}", numbers
-        # The mirror of a legal decline: a gain seen in the first turns is timed again before it counts.
-        measured = self._measure([side for side, _ in sides],
-                                 confirm=lambda t: t[0] * (1 + MEASURED_NOISE) < t[1] + t[2] + KERNEL_CALL_US)
-        if measured is None:
+        # The mirror of a legal decline: fusing needs a clear gain.
+        timed = self._measure_sides(sides, numbers, lambda fused, apart: fused * (1 + MEASURED_NOISE) < apart)
+        if timed is None:
             return False, f"rule (a prologue is fused only when measured faster; the kernels could not be measured): {predicted}", numbers
+        fused, apart, numbers = timed
+        return fused * (1 + MEASURED_NOISE) < apart, (
+            f"measured (prologue): fused {fused:.3g}us vs apart {apart:.3g}us; {predicted}"), numbers
+
+    def _measure_sides(self, sides: list[tuple[Node, dict]], numbers: Mapping[str, float],
+                       overturns: Callable[[float, float], bool]
+                       ) -> tuple[float, float, dict[str, float]] | None:
+        """Measured fused and apart microseconds of a candidate's sides (fused, then the two kernels;
+        apart includes the VM's second kernel call), with ``numbers`` plus both; None when a side
+        cannot be timed. When the first turns say ``overturns(fused, apart)`` (the measurement would
+        overturn the rule's answer) the new sides get ``CONFIRM_ROUNDS`` more turns first."""
+        measured = self._measure([side for side, _ in sides],
+                                 confirm=lambda t: overturns(t[0], t[1] + t[2] + KERNEL_CALL_US))
+        if measured is None:
+            return None
         apart = measured[1] + measured[2] + KERNEL_CALL_US
-        numbers = {**numbers, "measured_fused_us": measured[0], "measured_unfused_us": apart}
-        return measured[0] * (1 + MEASURED_NOISE) < apart, (
-            f"measured (prologue): fused {measured[0]:.3g}us vs apart {apart:.3g}us; {predicted}"), numbers
+        return measured[0], apart, {**numbers, "measured_fused_us": measured[0], "measured_unfused_us": apart}
 
     def _measure(self, kernels: list[Node],
                  confirm: Callable[[list[float]], bool] | None = None) -> list[float] | None:

@@ -39,6 +39,7 @@ from graphopt.ir.interpreter import run_graph
 from graphopt.ir.printer import print_graph_with_constants
 from graphopt.passes import PassContext, run_passes
 from graphopt.passes.fuse import CONFIRM_ROUNDS, KERNEL_CALL_US, KERNEL_TIMES_FILE, MEASURE_ROUNDS
+from graphopt.passes.schedule import kernel_ops
 
 F32 = DType.f32
 TARGET = target_info(threads=2)
@@ -330,7 +331,7 @@ class FakePredictor:
     def predict(self, kernels: Sequence[tuple[Node, Mapping[str, Any]]], target: str) -> tuple[Any, Any, Any]:
         rows = []
         for node, _ in kernels:
-            ops = "+".join(n.op for n in node.body.nodes if n.op != CONST) if node.body else node.op
+            ops = kernel_ops(node)
             self.asked.append(ops)
             rows.append(self.table[ops])
         return tuple(np.array(col) for col in zip(*rows))
@@ -383,7 +384,7 @@ def test_undecided_prediction_measures_or_keeps_the_rule(tmp_path: Path, monkeyp
     calls: list[str] = []
 
     def measure(kernel: Node, schedule: Mapping[str, Any]) -> float:
-        ops = "+".join(n.op for n in kernel.body.nodes if n.op != CONST) if kernel.body else kernel.op
+        ops = kernel_ops(kernel)
         calls.append(ops)
         assert len(kernel.inputs) == 1  # the weights are built into the kernel, as the backend builds it
         # The first turn of the fused kernel finds the machine busy (twice as slow): the fastest turn counts.
@@ -412,7 +413,7 @@ def test_a_loss_that_more_turns_do_not_confirm_keeps_the_rule(tmp_path: Path, mo
     turns: list[str] = []
 
     def measure(kernel: Node, schedule: Mapping[str, Any]) -> float:
-        ops = "+".join(n.op for n in kernel.body.nodes if n.op != CONST) if kernel.body else kernel.op
+        ops = kernel_ops(kernel)
         turns.append(ops)
         # The fused kernel's first turns all find the machine busy; a later one runs at its own speed.
         busy = 2.0 if ops == "nn.matmul+math.add+nn.relu" and turns.count(ops) <= MEASURE_ROUNDS else 1.0

@@ -15,12 +15,9 @@ from graphopt.ir.interpreter import run_graph
 from graphopt.ir.printer import print_graph_with_constants
 from graphopt.ir.verify import verify
 from graphopt.passes import PassContext, run_passes
+from graphopt.passes.schedule import kernel_ops
 
 F32 = DType.f32
-
-
-def _ops(node: Node) -> str:
-    return "+".join(n.op for n in node.body.nodes if n.op != CONST) if node.body else node.op
 
 
 def roundtrip(g: Graph) -> None:
@@ -65,13 +62,13 @@ class Table:
         self.table = dict(table or {})
 
     def predict(self, kernels: Sequence[tuple[Node, Mapping[str, Any]]], target: str) -> tuple[Any, Any, Any]:
-        rows = [self.table.get(_ops(n), (10.0, 1.0, 100.0)) for n, _ in kernels]
+        rows = [self.table.get(kernel_ops(n), (10.0, 1.0, 100.0)) for n, _ in kernels]
         return tuple(np.array(col) for col in zip(*rows))
 
 
 def _fake_measure(times: Mapping[str, float]) -> Any:
     def measure(kernel: Node, schedule: Mapping[str, Any]) -> float:
-        return times[_ops(kernel)] * 1e-6
+        return times[kernel_ops(kernel)] * 1e-6
 
     return measure
 
@@ -105,7 +102,7 @@ def test_model_accepts_a_measured_faster_prologue(tmp_path: Path, monkeypatch: p
     out, _ = run_passes(heads(), "fuse", ctx=ctx)
     roundtrip(out)
     (kernel,) = [n for n in out.nodes if n.op != CONST]
-    assert _ops(kernel) == FUSED_OPS + "+nn.relu"
+    assert kernel_ops(kernel) == FUSED_OPS + "+nn.relu"
     (d,) = [d for d in ctx.decisions if d.subject.startswith("nn.matmul")]
     assert d.accepted and d.reason.startswith("measured (prologue): fused 10us vs apart 12.2us")
     xs = [np.random.default_rng(0).standard_normal(v.type.shape).astype(np.float32) for v in heads().inputs]
@@ -121,7 +118,7 @@ def test_model_rejects_a_slower_or_unmeasured_prologue(tmp_path: Path, monkeypat
     roundtrip(out)
     (d,) = [d for d in ctx.decisions if d.subject.startswith("nn.matmul")]
     assert not d.accepted and d.reason.startswith("measured (prologue)")
-    assert [_ops(n) for n in out.nodes if n.op != CONST] == [PROLOGUE, "nn.matmul+nn.relu"]
+    assert [kernel_ops(n) for n in out.nodes if n.op != CONST] == [PROLOGUE, "nn.matmul+nn.relu"]
     # A confident "faster" prediction is not enough without a measurer.
     ctx = PassContext(cost_model=Table({FUSED_OPS: (1.0, 0.9, 1.1)}))
     run_passes(heads(), "fuse", ctx=ctx)
@@ -151,14 +148,14 @@ def test_prologue_kernels_build_on_tvm_with_the_matmul_schedule(make: Any) -> No
     graph = make()
 
     def accept_all(kernel: Node, schedule: Mapping[str, Any]) -> float:
-        return (1.0 if "+" in _ops(kernel) and "transpose" in _ops(kernel) and "matmul" in _ops(kernel)
+        return (1.0 if "+" in kernel_ops(kernel) and "transpose" in kernel_ops(kernel) and "matmul" in kernel_ops(kernel)
                 else 10.0) * 1e-6
 
     ctx = PassContext(cost_model=Table(), measure=accept_all)
     out, _ = run_passes(graph, "fuse", ctx=ctx)
     roundtrip(out)
     kernels = [n for n in out.nodes if n.op == FUSED]
-    (kernel,) = [k for k in kernels if "transpose" in _ops(k) and "matmul" in _ops(k)]
+    (kernel,) = [k for k in kernels if "transpose" in kernel_ops(k) and "matmul" in kernel_ops(k)]
     assert lower_alone(kernel, {}, out.constants()).schedule.startswith("matmul tile=")
     xs = [np.random.default_rng(0).standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs]
     got = build(out, "tvm").run(xs)

@@ -266,7 +266,7 @@ def _without_scope_logs() -> Iterator[None]:
 
 
 def _check_records(graph: Graph, records: Sequence[KernelRecord], directory: Path) -> None:
-    from .kernel import kernel_ops
+    from ...passes.schedule import kernel_ops
 
     for r in records:
         if r.node_index >= len(graph.nodes) or kernel_ops(graph.nodes[r.node_index]) != r.ops:

@@ -44,13 +44,6 @@ class Kernel:
     schedule: str
 
 
-def kernel_ops(node: Node) -> str:
-    """The ops a kernel runs, for reports: ``nn.conv2d+math.add+nn.relu``."""
-    if node.op == FUSED and node.body is not None:
-        return "+".join(n.op for n in node.body.nodes if n.op != CONST)
-    return node.op
-
-
 def kernel_name(node: Node, index: int) -> str:
     """A unique, symbol-safe name for the kernel of ``node``, the ``index``-th node of its graph."""
     base = node.kernel_name if node.op == FUSED and node.kernel_name else node.op.split(".")[-1]

@@ -45,7 +45,8 @@ from ...ir.opdef import get_op
 from ...ir.types import TensorType
 from ...passes.memory.lifetimes import VIEW_OPS
 from ...passes.memory.plan import home_places, place_conflict, plan_bindings
-from .kernel import Kernel, KernelArg, build_kernel, kernel_name, kernel_ops
+from ...passes.schedule import kernel_ops
+from .kernel import Kernel, KernelArg, build_kernel, kernel_name
 from .lower import TVM_DTYPE, LoweringError
 from .schedule import KernelSchedule
 from .target import HostTarget
