@@ -77,6 +77,48 @@ def test_every_op_lowers_and_matches(case: Any) -> None:
     assert_matches(exe, g, case.inputs)
 
 
+@pytest.mark.parametrize("exponent", [2.0, 3.0, 4.0, -1.0, -2.0, 0.5, 0.75, -0.5, -0.75, 1.7])
+def test_pow_by_a_constant_matches_numpy_at_every_sign(exponent: float) -> None:
+    """Constant exponents become multiplies and square roots (vectorized); 1.7 keeps libm's pow.
+    Negative bases, zero, inf and NaN give what numpy's power gives."""
+    from graphopt.ir.parser import parse_ir
+
+    special = np.array([-2.5, -1.0, -0.0, 0.0, 1e-30, 0.3, 1.0, 7.0, np.inf, -np.inf, np.nan], np.float32)
+    x = np.concatenate([special, rand(53) * 3]).reshape(1, 64)
+    b = GraphBuilder()
+    v = b.input("x", f32(1, 64))
+    g = b.build([b.op1("math.pow", v, b.const(np.float32(exponent)))])
+    text, consts = print_graph_with_constants(g)
+    assert parse_ir(text, consts) == g
+    exe = build_tvm(g)
+    no_fallbacks(exe)
+    with np.errstate(all="ignore"):
+        assert_matches(exe, g, [x])
+
+
+@pytest.mark.parametrize("op", ["math.exp", "math.tanh", "nn.sigmoid", "nn.silu", "nn.elu"])
+def test_exp_and_tanh_are_vectorized_arithmetic_within_a_few_ulps(op: str) -> None:
+    """exp and tanh are built from arithmetic (libm's are scalar calls per element): relative error
+    of a few float32 ulps over the whole range, tiny and huge arguments, inf and NaN included."""
+    special = np.array([0.0, -0.0, 1e-30, -1e-7, 3e-5, 0.39, 0.41, -88.0, 88.5, -103.0, 95.0, -200.0,
+                        np.inf, -np.inf, np.nan], np.float32)
+    x = np.concatenate([special, np.linspace(-30, 30, 4081, dtype=np.float32)]).reshape(1, -1)
+    b = GraphBuilder()
+    v = b.input("x", f32(*x.shape))
+    g = b.build([b.op1(op, v, **({"alpha": 1.0} if op == "nn.elu" else {}))])
+    exe = build_tvm(g)
+    no_fallbacks(exe)
+    got = exe.run([x])[0].astype(np.float64)
+    want = run_graph(g, [x])[0].astype(np.float64)
+    assert np.array_equal(np.isnan(got), np.isnan(want)), x[np.isnan(got) != np.isnan(want)]
+    finite = np.isfinite(want)
+    assert np.array_equal(got[~finite], want[~finite], equal_nan=True)
+    err = np.abs(got[finite] - want[finite])
+    # 4 ulps of each value, or float32's smallest normal for results that underflow towards it.
+    assert np.all(err <= 4 * np.spacing(np.abs(want[finite]).astype(np.float32)).astype(np.float64) + 1.2e-38), (
+        x[0][finite[0]][np.argmax(err / (np.abs(want[finite]) + 1e-38))])
+
+
 def _weights_graph(op: str, x_type: TensorType, weight: np.ndarray, **attrs: Any) -> Graph:
     b = GraphBuilder("w")
     x = b.input("x", x_type)

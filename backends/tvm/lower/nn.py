@@ -23,6 +23,7 @@ from .base import (
     static_shape,
     widen,
 )
+from .elementwise import exp_vectorized, pow_by_constant
 
 # ------------------------------------------------------------------------------------ normalization
 
@@ -104,11 +105,11 @@ def _lower_lrn(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerCo
         return te.sum(tir.if_then_else(tir.And(ch >= 0, ch < c), v * v, const(0.0, wide)), axis=r)
 
     total = te.compute(shape, square_sum, name=ctx.names("lrn_sum"))
-    bias, alpha, beta = (const(attrs[k], wide) for k in ("bias", "alpha", "beta"))
+    bias, alpha = (const(attrs[k], wide) for k in ("bias", "alpha"))
 
     def body(*i: tir.PrimExpr) -> tir.PrimExpr:
         base = bias + alpha / const(float(size), wide) * total[i]
-        return tir.Cast(dtype, tir.Cast(wide, x[i]) / tir.power(base, beta))
+        return tir.Cast(dtype, tir.Cast(wide, x[i]) / pow_by_constant(base, float(attrs["beta"])))
 
     return [te.compute(shape, body, name=ctx.names("lrn"))]
 
@@ -134,10 +135,10 @@ def _lower_softmax(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: Low
         name = ctx.names("anchor_softmax")
         ctx.set_anchor(Anchor("rows", name, ()))
         return [te.compute(shape, lambda *i: tir.Cast(dtype, e[i] * broadcast_read(inv, rank, i)), name=name)]
-    total = reduction(shifted, (axis,), True, "sum", ctx.names("sm_sum"), pre=tir.exp)
+    total = reduction(shifted, (axis,), True, "sum", ctx.names("sm_sum"), pre=exp_vectorized)
     if ctx.op == "nn.softmax":
         def body(*i: tir.PrimExpr) -> tir.PrimExpr:
-            return tir.Cast(dtype, tir.exp(shifted[i]) / broadcast_read(total, rank, i))
+            return tir.Cast(dtype, exp_vectorized(shifted[i]) / broadcast_read(total, rank, i))
     else:
         def body(*i: tir.PrimExpr) -> tir.PrimExpr:
             return tir.Cast(dtype, shifted[i] - tir.log(broadcast_read(total, rank, i)))
