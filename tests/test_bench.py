@@ -195,3 +195,24 @@ def test_fusion_bench_tells_same_kernels_from_different_ones() -> None:
     again, _ = run_passes(g, "fuse")
     assert partition(fused) == partition(again) != partition(g)
     assert partition(fused) == [("math.neg+nn.relu+math.neg", ((1, 8),))]
+
+
+def test_fusion_bench_times_only_the_kernels_the_partitions_do_not_share() -> None:
+    from graphopt.benchmarks.fusion_bench import FusionRow, differing_kernels, time_difference, to_markdown
+    from graphopt.benchmarks.kernel_call import chain
+    from graphopt.passes.schedule import kernel_ops
+
+    g = chain(3, (1, 8))
+    fused, _ = run_passes(g, "fuse")
+    assert differing_kernels(fused, fused) == ([], [])
+    assert time_difference([], [], turns=20) == (0.0, 0.0, 1.0)  # nothing differs: nothing is timed
+    only_fused, only_apart = differing_kernels(fused, g)
+    assert [kernel_ops(n) for n in only_fused] == ["math.neg+nn.relu+math.neg"]
+    assert [kernel_ops(n) for n in only_apart] == ["math.neg", "nn.relu", "math.neg"]
+    us_fused, us_apart, ratio = time_difference(only_fused, only_apart, turns=3)
+    assert us_fused > 0 and us_apart > 0 and ratio > 0
+    # The saving the differing kernels measure, over the rule's end-to-end time: 2 ms less 0.1 ms.
+    row = FusionRow("m", 1, 3, 0.1, 0.1, 2.2, 2.0, 0.0, False, 1, 3, 100.0, 200.0, 2.0)
+    assert math.isclose(row.speedup_from_kernels, 2.0 / 1.9)
+    same = FusionRow("s", 3, 3, 0.1, 0.1, 1.0, 1.1, 0.0, True)
+    assert same.speedup_from_kernels == 1.0 and "1 (same code)" in to_markdown([row, same])
