@@ -34,6 +34,7 @@ from tvm import tirx as tir
 from tvm.s_tir import Schedule
 
 from .lower import Anchor
+from .lower.elementwise import MANY_USES_MARK
 from .schedule import KernelSchedule
 from .target import HostTarget
 
@@ -93,10 +94,14 @@ def _extent(sch: Schedule, loop) -> int:
 
 
 def _auto_inline(sch: Schedule) -> None:
-    """Inline every injective block into its consumers, except kept pads and outputs."""
+    """Inline every injective block into its consumers, except kept pads, outputs, and blocks read
+    by an op that uses its element many times (``MANY_USES``: inlined there, the block's whole
+    expression would be copied at every use)."""
     for block in _blocks(sch):
         name = _name(sch, block)
         if "_keep" in name or "anchor" in name or not _is_spatial(sch, block):
+            continue
+        if any(MANY_USES_MARK in _name(sch, c) for c in sch.get_consumers(block)):
             continue
         # Outputs and some access patterns cannot be inlined; they stay blocks of their own.
         with contextlib.suppress(Exception):

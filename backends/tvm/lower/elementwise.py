@@ -212,10 +212,19 @@ UNARY: dict[str, Callable[[tir.PrimExpr, Mapping[str, Any]], tir.PrimExpr]] = {
     "nn.softplus": lambda x, a: _softplus(x),
     "nn.gelu": lambda x, a: _gelu(x, a["approximate"]),
     "nn.silu": lambda x, a: x * _sigmoid(x),
-    "nn.mish": lambda x, a: x * _tanh(_softplus(x)),
     "tensor.identity": lambda x, a: x,
     "nn.dropout": lambda x, a: x,
 }
+
+
+MANY_USES = frozenset({"math.exp", "math.tanh", "math.erf", "nn.sigmoid", "nn.silu", "nn.elu", "nn.selu",
+                       "nn.softplus", "nn.gelu"})
+"""Ops whose arithmetic uses the element many times (``exp_vectorized`` 24 times, through its
+polynomial). Their blocks are named with ``MANY_USES_MARK`` and the schedule inlines no producer
+into them (``tir_schedule._auto_inline``): each use would get a copy of the producer's whole
+expression, and TVM's simplifier undoes a ``tir.Let``, so chains of them grew exponentially (two
+tanh ops in one kernel took 53 s to build, and a collection run died for memory at 24 GiB)."""
+MANY_USES_MARK = "_many"
 
 
 @lowers(*UNARY)
@@ -227,7 +236,24 @@ def _lower_unary(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: Lower
     def body(v: tir.PrimExpr) -> tir.PrimExpr:
         return fn(tir.Cast(wide, v) if wide != dtype else v, attrs)
 
-    return [elementwise(ctx.names("unary"), static_shape(out), [x], dtype, body)]
+    name = "unary" + (MANY_USES_MARK if ctx.op in MANY_USES else "")
+    return [elementwise(ctx.names(name), static_shape(out), [x], dtype, body)]
+
+
+@lowers("nn.mish")
+def _lower_mish(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerContext) -> list[te.Tensor]:
+    """x * tanh(softplus(x)) in two steps, softplus kept in a buffer: tanh's arithmetic uses its
+    argument many times, and as one expression mish held hundreds of copies of softplus (21 s to build)."""
+    (x,), out = args, ctx.out_types[0]
+    shape, dtype = static_shape(out), dtype_of(out)
+    wide = widen(dtype)
+
+    def element(*i: tir.PrimExpr) -> tir.PrimExpr:
+        return tir.Cast(wide, x[i]) if wide != dtype else x[i]
+
+    soft = te.compute(shape, lambda *i: _softplus(element(*i)), name=ctx.names("mish_softplus_keep" + MANY_USES_MARK))
+    return [te.compute(shape, lambda *i: tir.Cast(dtype, element(*i) * _tanh(soft[i])),
+                       name=ctx.names("mish" + MANY_USES_MARK))]
 
 
 @lowers("math.clip")
