@@ -124,7 +124,7 @@ def _tanh(x: tir.PrimExpr) -> tir.PrimExpr:
     one, two = const(1.0, f), const(2.0, f)
     large = one - two / (exp_vectorized(two * tir.abs(x)) + one)  # 1 for |x| past 9, and for inf
     signed = tir.Select(x < const(0.0, f), -large, large)
-    # NaN fails both comparisons and takes the series, which keeps it NaN.
+    # NaN fails the size comparison and is passed through by the isnan Select (the exp's int32 of it is undefined).
     return tir.Select(tir.abs(x) < const(_TANH_SMALL, f), small, tir.Select(tir.isnan(x), x, signed))
 
 
@@ -219,8 +219,8 @@ UNARY: dict[str, Callable[[tir.PrimExpr, Mapping[str, Any]], tir.PrimExpr]] = {
 
 MANY_USES = frozenset({"math.exp", "math.tanh", "math.erf", "nn.sigmoid", "nn.silu", "nn.elu", "nn.selu",
                        "nn.softplus", "nn.gelu"})
-"""Ops whose arithmetic uses the element many times (``exp_vectorized`` 24 times, through its
-polynomial). Their blocks are named with ``MANY_USES_MARK`` and the schedule inlines no producer
+"""Ops whose arithmetic uses the element many times (about 70 copies of it in ``exp_vectorized``'s
+expression: the clamp, n, and r in each step of the polynomial). Their blocks are named with ``MANY_USES_MARK`` and the schedule inlines no producer
 into them (``tir_schedule._auto_inline``): each use would get a copy of the producer's whole
 expression, and TVM's simplifier undoes a ``tir.Let``, so chains of them grew exponentially (two
 tanh ops in one kernel took 53 s to build, and a collection run died for memory at 24 GiB)."""
