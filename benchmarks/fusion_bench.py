@@ -123,23 +123,21 @@ def differing_kernels(model: Graph, rule: Graph) -> tuple[list[Node], list[Node]
     """The kernels of each graph that the other does not have (as a multiset of ``partition``
     entries), each as ``kernel_workload`` makes it: alone, its weights' data in its body."""
     def kernels(graph: Graph) -> list[tuple[tuple, Node]]:
-        weights = graph.constants()
-        return [(entry, kernel_workload(n, weights).nodes[-1])
-                for entry, n in zip(partition(graph), (n for n in graph.nodes if n.op != CONST))]
+        return list(zip(partition(graph), (n for n in graph.nodes if n.op != CONST)))
 
     mine, theirs = kernels(model), kernels(rule)
     left_m = Counter(e for e, _ in mine) - Counter(e for e, _ in theirs)
     left_r = Counter(e for e, _ in theirs) - Counter(e for e, _ in mine)
 
-    def pick(pairs: list[tuple[tuple, Node]], left: Counter) -> list[Node]:
+    def pick(pairs: list[tuple[tuple, Node]], left: Counter, weights: dict) -> list[Node]:
         picked = []
         for entry, node in pairs:
             if left[entry] > 0:
                 left[entry] -= 1
-                picked.append(node)
+                picked.append(kernel_workload(node, weights).nodes[-1])  # only the kernels that differ
         return picked
 
-    return pick(mine, left_m), pick(theirs, left_r)
+    return pick(mine, left_m, model.constants()), pick(theirs, left_r, rule.constants())
 
 
 def time_difference(model: Sequence[Node], rule: Sequence[Node], turns: int) -> tuple[float, float, float]:

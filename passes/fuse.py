@@ -181,11 +181,14 @@ class CostModelPolicy:
             why = "nothing to measure with" if self.measure is None else "measuring limit reached"
             return True, f"rule (prediction undecided, {why}): {predicted}", numbers
         # A tie within measurement noise keeps the rule's answer (fuse): declining needs a clear loss.
-        timed = self._measure_sides(sides, numbers, lambda fused, apart: fused > apart * (1 + MEASURED_NOISE))
+        def clear_loss(fused: float, apart: float) -> bool:
+            return fused > apart * (1 + MEASURED_NOISE)
+
+        timed = self._measure_sides(sides, numbers, clear_loss)
         if timed is None:
             return True, f"rule (prediction undecided, the kernels could not be measured): {predicted}", numbers
         fused, apart, numbers = timed
-        return fused <= apart * (1 + MEASURED_NOISE), (
+        return not clear_loss(fused, apart), (
             f"measured (prediction undecided): fused {fused:.3g}us vs apart {apart:.3g}us; {predicted}"), numbers
 
     def _decide_model_only(self, sides: list[tuple[Node, dict]], predicted: str, numbers: dict[str, float],
@@ -206,11 +209,14 @@ class CostModelPolicy:
             why = "nothing to measure with" if self.measure is None else "measuring limit reached"
             return False, f"rule (a prologue is fused only when measured faster; {why}): {predicted}", numbers
         # The mirror of a legal decline: fusing needs a clear gain.
-        timed = self._measure_sides(sides, numbers, lambda fused, apart: fused * (1 + MEASURED_NOISE) < apart)
+        def clear_gain(fused: float, apart: float) -> bool:
+            return fused * (1 + MEASURED_NOISE) < apart
+
+        timed = self._measure_sides(sides, numbers, clear_gain)
         if timed is None:
             return False, f"rule (a prologue is fused only when measured faster; the kernels could not be measured): {predicted}", numbers
         fused, apart, numbers = timed
-        return fused * (1 + MEASURED_NOISE) < apart, (
+        return clear_gain(fused, apart), (
             f"measured (prologue): fused {fused:.3g}us vs apart {apart:.3g}us; {predicted}"), numbers
 
     def _measure_sides(self, sides: list[tuple[Node, dict]], numbers: Mapping[str, float],
