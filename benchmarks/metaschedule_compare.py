@@ -53,10 +53,9 @@ from ..costmodel import metrics
 from ..costmodel.dataset import Dataset, Record, kernel_from_ir
 from ..costmodel.evaluation import train
 from ..costmodel.features import kernel_features, target_info
-from ..costmodel.kernels import SYNTHETIC
+from ..costmodel.kernels import FULL_SPACE, SYNTHETIC
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "costmodel" / "shipped" / "dataset.jsonl.xz"
-FULL_SPACE = "full-space"
 NTHREAD = 2  # graphopt's model trains with 2 XGBoost threads; MetaSchedule's gets the same
 
 Progress = Callable[[str], None]

@@ -29,7 +29,16 @@ import numpy as np
 
 from .dataset import Dataset, Record, device_fingerprint, record_key, versions
 from .features import kernel_features, target_info
-from .kernels import NETWORK_OPTIONS, SYNTHETIC, KernelJob, interleave, network_graph, plan_graph, synthetic_graphs
+from .kernels import (
+    FULL_SPACE,
+    NETWORK_OPTIONS,
+    SYNTHETIC,
+    KernelJob,
+    interleave,
+    network_graph,
+    plan_graph,
+    synthetic_graphs,
+)
 
 BATCH = 12
 
@@ -316,7 +325,7 @@ def full_space_jobs(jobs: Sequence[KernelJob], count: int, rng: np.random.Genera
     for w in chosen:
         j = kernels[w]
         for sched in [{}, *spaces[w]]:
-            out.append(KernelJob(j.model, "full-space", j.kernel, {k: tuple(v) if isinstance(v, list) else v
+            out.append(KernelJob(j.model, FULL_SPACE, j.kernel, {k: tuple(v) if isinstance(v, list) else v
                                                                   for k, v in sched.items()},
                                  j.weight, j.workload, j.ir, j.constants))
     return out

@@ -143,7 +143,12 @@ def _check_new_output(args: argparse.Namespace, action: str) -> None:
 
 def _fmt(m: dict[str, Any]) -> str:
     keys = ("mape", "kendall_tau", "pairwise_accuracy", "top1_score", "top5_score", "coverage")
-    return "  ".join(f"{k}={m[k]:.3f}" for k in keys if k in m) + f"  (n={m['n']})"
+    text = "  ".join(f"{k}={m[k]:.3f}" for k in keys if k in m) + f"  (n={m['n']})"
+    search = m.get("search_20pct", {})
+    if search.get("tasks"):
+        text += (f"  search_20pct={search['mean']:.3f} (worst {search['worst']:.3f}, "
+                 f"{round(search['tasks_at_95pct'] * search['tasks'])} of {search['tasks']} sets >= 95 %)")
+    return text
 
 
 def _collect(args: argparse.Namespace) -> tuple[dict[str, Any], str]:

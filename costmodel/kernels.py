@@ -36,6 +36,9 @@ NETWORK_OPTIONS: dict[str, tuple[dict[str, Any], ...]] = {
 """The zoo networks collected by default, each at a few sizes (small inputs keep kernels quick to time)."""
 
 SYNTHETIC = "synthetic"
+"""The model name of random-graph kernels (they belong to no network)."""
+FULL_SPACE = "full-space"
+"""The origin of records that measure every candidate of a kernel's schedule search (``collect --full-space``)."""
 
 
 @dataclass(frozen=True)

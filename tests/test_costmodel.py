@@ -191,6 +191,20 @@ def test_metrics_on_hand_computed_cases() -> None:
     assert metrics.coverage(y, y - 1, y + 1) == 1.0 and metrics.coverage(y, y + 1, y + 2) == 0.0
 
 
+def test_search_score_counts_only_the_search_candidate_sets_when_told_which() -> None:
+    """A random schedule outside the search's space (the fastest here, predicted badly) does not
+    count against the search: it could never have proposed it."""
+    y = np.array([10.0, 11.0, 12.0, *range(13, 21), 5.0])  # the last: a random variant, fastest
+    pred = np.array([10.0, 11.0, 12.0, *range(13, 21), 99.0])
+    groups = ["k"] * len(y)
+    everything = metrics.evaluate(y, pred, pred, pred, groups)["search_20pct"]
+    assert everything["tasks"] == 1 and everything["mean"] == pytest.approx(5 / 10)
+    in_space = [True] * 11 + [False]
+    searched = metrics.evaluate(y, pred, pred, pred, groups, candidate_set=in_space)["search_20pct"]
+    assert searched["tasks"] == 1 and searched["mean"] == pytest.approx(1.0)
+    assert metrics.evaluate(y, pred, pred, pred, groups, candidate_set=[False] * 12)["search_20pct"] == {"tasks": 0}
+
+
 def _fake_latency(job: KernelJob, features: np.ndarray) -> float:
     """A made-up machine: 0.1 us per call, FLOPs at 2 GFLOP/s, bytes moved at 1 GB/s, small tiles slower."""
     flops = node_flops(job.kernel)
