@@ -29,6 +29,7 @@ from graphopt.backends.tvm.measure import TVMKernelMeasurer
 from graphopt.backends.tvm.target import cpu_flags, host_target
 from graphopt.ir.graph import Graph, GraphBuilder, Value
 from graphopt.ir.interpreter import InputError, run_graph
+from graphopt.ir.parser import parse_ir
 from graphopt.ir.printer import print_graph_with_constants
 from graphopt.ir.types import DType, TensorType
 from graphopt.passes import run_passes
@@ -77,11 +78,27 @@ def test_every_op_lowers_and_matches(case: Any) -> None:
     assert_matches(exe, g, case.inputs)
 
 
+@pytest.mark.parametrize("dtype", [DType.bf16, DType.f16])
+@pytest.mark.parametrize("size", [14, 16])
+def test_half_precision_max_pool_builds_and_is_exact(dtype: DType, size: int) -> None:
+    """A bf16 max pool builds with TVM (its bf16 max reduction used to fail in LLVM codegen and run
+    on the interpreter) and gives exactly the reference's values, odd output widths included."""
+    b = GraphBuilder()
+    v = b.input("x", TensorType((1, 16, size, size), dtype))
+    g = b.build([b.op1("nn.max_pool2d", b.op1("nn.relu", v), kernel=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1))])
+    text, consts = print_graph_with_constants(g)
+    assert parse_ir(text, consts) == g
+    exe = build_tvm(g)
+    no_fallbacks(exe)
+    x = (rand(1, 16, size, size) * 4).astype(dtype.numpy)
+    got = exe.run([x])[0]
+    np.testing.assert_array_equal(got.astype(np.float32), run_graph(g, [x])[0].astype(np.float32))
+
+
 @pytest.mark.parametrize("exponent", [2.0, 3.0, 4.0, -1.0, -2.0, 0.5, 0.75, -0.5, -0.75, 1.7])
 def test_pow_by_a_constant_matches_numpy_at_every_sign(exponent: float) -> None:
     """Constant exponents become multiplies and square roots (vectorized); 1.7 keeps libm's pow.
     Negative bases, zero, inf and NaN give what numpy's power gives."""
-    from graphopt.ir.parser import parse_ir
 
     special = np.array([-2.5, -1.0, -0.0, 0.0, 1e-30, 0.3, 1.0, 7.0, np.inf, -np.inf, np.nan], np.float32)
     x = np.concatenate([special, rand(53) * 3]).reshape(1, 64)
