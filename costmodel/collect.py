@@ -345,7 +345,10 @@ def collect(dataset_path: str | Path, *, models: Sequence[str] | None = None, sy
             variants: int = 4, full_space: int = 0, budget_s: float = 900.0, rpc: str | None = None,
             isa: str | None = None, timing: Timing | None = None, seed: int = 0, ops: Sequence[str] | None = None,
             progress: bool = True) -> CollectReport:
-    """Measure planned kernels until done or ``budget_s`` seconds have passed; append to the dataset.
+    """Measure planned kernels until done or out of ``budget_s`` seconds; append to the dataset.
+
+    Kernels are built and timed in batches; the next one is not started when it would end past the
+    budget if it took as long as the last one.
 
     ``isa`` compiles for an older vector ISA level of this CPU (``avx2``): another device. ``ops``
     keeps only kernels containing one of these ops (re-measuring them after their lowering changed).
@@ -376,10 +379,13 @@ def collect(dataset_path: str | Path, *, models: Sequence[str] | None = None, sy
     bar.set_description("measuring")
     target = runner.describe(threads)
     meta = versions()
+    last_batch_s = 0.0
     for i in range(0, len(todo), BATCH):
-        if time.perf_counter() - start > budget_s:
+        # A batch is built and timed as a whole: stop before one that would likely end past the budget.
+        if time.perf_counter() - start + last_batch_s > budget_s:
             report.stopped_by_budget = True
             break
+        batch_start = time.perf_counter()
         batch = todo[i:i + BATCH]
         records = []
         for job, result in zip(batch, runner.measure(batch)):
@@ -393,6 +399,7 @@ def collect(dataset_path: str | Path, *, models: Sequence[str] | None = None, sy
                 weight=job.weight, origin=job.origin, ir=job.ir, device=device, versions=meta,
                 target=asdict(target)))
         report.measured += ds.append(records)
+        last_batch_s = time.perf_counter() - batch_start
         bar.update(len(batch))
         bar.set_postfix(records=len(ds))
     bar.close()

@@ -482,6 +482,28 @@ def test_collect_measures_and_resumes(tmp_path: Path) -> None:
     assert again.measured == 0 and again.skipped_existing == first.planned
 
 
+def test_collect_stops_before_a_batch_that_would_end_past_the_budget(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget is checked between batches: a batch as long as the last one is not started when
+    it would end past the budget (a clock that advances 3 s per reading: one batch "takes" 3 s)."""
+    from graphopt.costmodel import collect as collect_module
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            self.now += 3.0
+            return self.now
+
+    monkeypatch.setattr(collect_module, "time", Clock())
+    report = collect_module.collect(tmp_path / "data.jsonl", models=[], synthetic=6, variants=1, budget_s=13,
+                                    progress=False)
+    # Readings: start 3; check 6 (3 s spent) -> a batch from 9 to 12; check 15: 12 s spent fits the
+    # 13 s budget, but another 3 s batch would not.
+    assert report.stopped_by_budget and report.planned > collect_module.BATCH
+    assert report.measured + sum(report.failed.values()) == collect_module.BATCH
+
+
 def test_prune_then_collect_ops_remeasures_only_those_kernels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from graphopt.costmodel.collect import collect
 
