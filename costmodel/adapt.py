@@ -111,8 +111,10 @@ def adapt(model: CostModel, x: np.ndarray, latency_us: np.ndarray, *, device: st
 
 
 def evaluate_adaptation(model: CostModel, x: np.ndarray, latency_us: np.ndarray, groups: Sequence[str],
-                        samples: int, *, seed: int = 0, weights: Sequence[float] | None = None) -> dict[str, Any]:
-    """Adapt on ``samples`` random rows of a new condition, report metrics on the others before and after."""
+                        samples: int, *, seed: int = 0, weights: Sequence[float] | None = None,
+                        candidate_set: Sequence[bool] | None = None) -> dict[str, Any]:
+    """Adapt on ``samples`` random rows of a new condition, report metrics on the others before and after
+    (``candidate_set``: the rows of full schedule-search candidate sets, as ``metrics.evaluate`` takes)."""
     rng = np.random.default_rng(seed)
     n = len(latency_us)
     if samples >= n:
@@ -123,7 +125,8 @@ def evaluate_adaptation(model: CostModel, x: np.ndarray, latency_us: np.ndarray,
     y = np.asarray(latency_us, float)[rest]
     g = [groups[i] for i in rest]
     w = [weights[i] for i in rest] if weights is not None else None
-    before = metrics.evaluate(y, *model.predict_features(x[rest]), g, w)
-    after = metrics.evaluate(y, *adapted.predict_features(x[rest]), g, w)
+    c = [candidate_set[i] for i in rest] if candidate_set is not None else None
+    before = metrics.evaluate(y, *model.predict_features(x[rest]), g, w, c)
+    after = metrics.evaluate(y, *adapted.predict_features(x[rest]), g, w, c)
     return {"samples": samples, "evaluated": len(rest), "before": before, "after": after,
             "correction": adapted.meta["correction"], "model": adapted}

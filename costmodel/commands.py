@@ -246,7 +246,7 @@ def _adapt(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     ds = _load(args)
     x, y = ds.arrays()
     result = evaluate_adaptation(base, x, y, ds.groups(), args.samples, seed=args.seed,
-                                 weights=[r.weight for r in ds.records])
+                                 weights=[r.weight for r in ds.records], candidate_set=ds.candidate_set())
     model = result.pop("model")
     if args.output:
         result["output"] = str(model.save(args.output))

@@ -26,6 +26,7 @@ import numpy as np
 from ..ir.graph import CONST, Node
 from ..ir.parser import parse_ir
 from .features import SCHEMA_HASH, TargetInfo, kernel_features, target_info
+from .kernels import FULL_SPACE
 
 
 class DatasetError(ValueError):
@@ -234,6 +235,10 @@ class Dataset:
     def groups(self) -> list[str]:
         """The task of each record for ranking metrics: the same kernel under the same thread count."""
         return [f"{r.model}/{r.workload}/{r.threads}" for r in self.records]
+
+    def candidate_set(self) -> list[bool]:
+        """Whether each record belongs to a full schedule-search candidate set (``collect --full-space``)."""
+        return [r.origin == FULL_SPACE for r in self.records]
 
     def models(self) -> list[str]:
         """The networks present, most records first."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import metrics
 from .dataset import Dataset, DatasetError
-from .kernels import FULL_SPACE, SYNTHETIC
+from .kernels import SYNTHETIC
 from .model import CostModel
 
 
@@ -26,8 +26,7 @@ def train(ds: Dataset, *, seed: int = 0) -> CostModel:
 
 def _metrics(ds: Dataset, mean: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, Any]:
     y = np.array([r.latency_us for r in ds.records])
-    return metrics.evaluate(y, mean, low, high, ds.groups(), [r.weight for r in ds.records],
-                            [r.origin == FULL_SPACE for r in ds.records])
+    return metrics.evaluate(y, mean, low, high, ds.groups(), [r.weight for r in ds.records], ds.candidate_set())
 
 
 def evaluate_model(model: CostModel, ds: Dataset) -> dict[str, Any]:
