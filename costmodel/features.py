@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.host import cpu_flags
+from ..backends.tvm.exponents import pow_spelling
 from ..backends.tvm.schedule import KernelSchedule, conv_tile, dwconv_tile, matmul_tile
 from ..ir.analysis import node_flops
 from ..ir.graph import CONST, FUSED, Graph, Node, Value
@@ -43,7 +44,7 @@ from ..ir.opdef import FusionKind, get_op
 from ..ir.printer import print_graph
 from ..ir.types import DType, TensorType
 
-SCHEMA_VERSION = 6  # bump when a feature's computation changes (names alone are hashed anyway)
+SCHEMA_VERSION = 7  # bump when a feature's computation changes (names alone are hashed anyway)
 OP_BUCKETS = 24
 TOKEN_BUCKETS = 64
 ANCHORS = ("conv", "dwconv", "matmul", "pool", "reduce")
@@ -189,6 +190,42 @@ SCHEMA_HASH: str = hashlib.sha256(json.dumps({
 
 
 # -------------------------------------------------------------------------------------- features
+
+
+def _scalar_constants(kernel: Node) -> dict[Value, float]:
+    """The one-element constants of a fused kernel's body, by the value they define."""
+    if kernel.op != FUSED or kernel.body is None:
+        return {}
+    return {n.output: float(np.asarray(n.value).reshape(-1)[0])
+            for n in kernel.body.nodes if n.op == CONST and n.value.size == 1}
+
+
+def _element_cost(n: Node, scalars: Mapping[Value, float]) -> str | None:
+    """What one output element of ``n`` costs: ``transcendental``, ``dividing``, ``simple`` or
+    ``moved`` (None for anchors and reductions, which other features describe).
+
+    A power by a constant is what the backend spells it as (``pow_spelling``): multiplies, a square
+    root, or libm's pow; LRN divides by such a power of its window sum. An exponent the kernel does
+    not hold (a lone ``math.pow`` whose exponent is an operand) counts as libm's pow.
+    """
+    exponent = None
+    if n.op == "math.pow" and len(n.inputs) > 1:
+        exponent = scalars.get(n.inputs[1])
+    elif n.op == "nn.lrn":
+        exponent = float(n.attrs.get("beta", 0.75))
+    if exponent is not None:
+        spelling = pow_spelling(exponent)
+        if spelling == "multiply":
+            return "simple" if exponent > 0 else "dividing"
+        return "dividing" if spelling == "sqrt" else "transcendental"
+    if n.op in TRANSCENDENTAL:
+        return "transcendental"
+    if n.op in DIVIDING:
+        return "dividing"
+    fusion = get_op(n.op).fusion
+    if fusion in (FusionKind.ELEMENTWISE, FusionKind.BROADCAST):
+        return "simple"
+    return "moved" if fusion == FusionKind.INJECTIVE else None
 
 
 def body_nodes(kernel: Node) -> list[Node]:
@@ -449,17 +486,12 @@ def kernel_features(kernel: Node, schedule: Mapping[str, Any], target: TargetInf
     if kind is not None:
         f[f"anchor_{kind}"] = 1.0
     elems = {"transcendental": 0, "dividing": 0, "simple": 0, "moved": 0}
+    scalars = _scalar_constants(kernel)
     for n in nodes:
         numel = math.prod(static_dims(n.outputs[0].type)) if n.outputs else 0
-        fusion = get_op(n.op).fusion
-        if n.op in TRANSCENDENTAL:
-            elems["transcendental"] += numel
-        elif n.op in DIVIDING:
-            elems["dividing"] += numel
-        elif fusion in (FusionKind.ELEMENTWISE, FusionKind.BROADCAST):
-            elems["simple"] += numel
-        elif fusion == FusionKind.INJECTIVE:
-            elems["moved"] += numel
+        cost = _element_cost(n, scalars)
+        if cost is not None:
+            elems[cost] += numel
         if n.op == "tensor.transpose":
             f["n_transpose"] += 1
             # Moving the innermost axis turns contiguous reads or writes into strided ones.

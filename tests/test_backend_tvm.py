@@ -95,9 +95,9 @@ def test_half_precision_max_pool_builds_and_is_exact(dtype: DType, size: int) ->
     np.testing.assert_array_equal(got.astype(np.float32), run_graph(g, [x])[0].astype(np.float32))
 
 
-@pytest.mark.parametrize("exponent", [2.0, 3.0, 4.0, -1.0, -2.0, 0.5, 0.75, -0.5, -0.75, 1.7])
+@pytest.mark.parametrize("exponent", [2.0, 3.0, 4.0, -1.0, -2.0, 0.5, 0.75, -0.5, -0.75, 1.7, np.inf, np.nan])
 def test_pow_by_a_constant_matches_numpy_at_every_sign(exponent: float) -> None:
-    """Constant exponents become multiplies and square roots (vectorized); 1.7 keeps libm's pow.
+    """Constant exponents become multiplies and square roots (vectorized); 1.7, inf and NaN keep libm's pow.
     Negative bases, zero, inf and NaN give what numpy's power gives."""
 
     special = np.array([-2.5, -1.0, -0.0, 0.0, 1e-30, 0.3, 1.0, 7.0, np.inf, -np.inf, np.nan], np.float32)

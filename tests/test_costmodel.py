@@ -124,6 +124,24 @@ def test_features_survive_a_fresh_process_and_the_record_ir() -> None:
     np.testing.assert_allclose(feats, kernel_features(kernel, {}, TARGET), rtol=1e-6)
 
 
+@pytest.mark.parametrize("exponent, cost", [(3.0, "simple"), (-2.0, "dividing"), (0.75, "dividing"),
+                                            (1.7, "transcendental")])
+def test_a_power_by_a_constant_costs_what_the_backend_spells_it_as(exponent: float, cost: str) -> None:
+    """x ** 3 is two multiplies in the TVM backend, x ** 0.75 two square roots, x ** 1.7 libm's pow:
+    the element-cost features say so, from the kernel and from the IR text a record stores."""
+    b = GraphBuilder("gelu_part")
+    x = b.input("x", TensorType((4, 256), F32))
+    y = b.op1("math.mul", b.op1("math.pow", x, b.const(np.float32(exponent))), b.const(np.float32(0.044715)))
+    kernel = fused_kernel(b.build([y]))
+    text = print_graph_with_constants(Graph("kernel", kernel.inputs, (kernel,), kernel.outputs))[0]
+    for k in (kernel, kernel_from_ir(text)):
+        f = dict(zip(FEATURE_NAMES, kernel_features(k, {}, TARGET), strict=True))
+        counted = {c: f[f"log_{c}_elems"] for c in ("simple", "dividing", "transcendental")}
+        # 1024 elements of the pow in its class (log2 1025), the multiply's 1024 among the simple.
+        assert counted[cost] == pytest.approx(np.log2(1025 + (1024 if cost == "simple" else 0)), rel=1e-6)
+        assert sum(v > 0 for v in counted.values()) == (1 if cost == "simple" else 2)
+
+
 def test_target_descriptions() -> None:
     host = target_info("llvm", threads=2)
     assert target_info('{"kind": "llvm", "num-cores": 2, "mcpu": "x"}', threads=2) == host  # TVM's JSON form

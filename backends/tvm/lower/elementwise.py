@@ -10,6 +10,7 @@ import numpy as np
 import tvm.tirx as tir
 from tvm import te
 
+from ..exponents import pow_spelling
 from .base import (
     NARROW,
     LowerContext,
@@ -361,14 +362,15 @@ def pow_by_constant(base: tir.PrimExpr, exponent: float) -> tir.PrimExpr:
     the square root, ``0 ** -1`` is inf); other exponents keep ``tir.power``.
     """
     f = type_of(base)
-    if exponent == int(exponent) and 1 <= abs(exponent) <= 4:
+    spelling = pow_spelling(exponent)
+    if spelling == "multiply":
         product = base
         for _ in range(int(abs(exponent)) - 1):
             product = product * base
         return product if exponent > 0 else const(1.0, f) / product
     if exponent == 0.5:
         return tir.sqrt(base)  # numpy's power does the same for 0.5 (its fast path), -inf and -0 included
-    if abs(exponent) in (0.5, 0.75):
+    if spelling == "sqrt":
         # pow, unlike sqrt, takes -inf to +inf and -0 to +0 (so 1 / root is +inf, not -inf).
         zero, inf = const(0.0, f), const(math.inf, f)
         root = tir.Select(base == zero, zero, tir.Select(base == -inf, inf, tir.sqrt(base)))
