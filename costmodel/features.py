@@ -196,8 +196,7 @@ def _scalar_constants(kernel: Node) -> dict[Value, float]:
     """The one-element constants of a fused kernel's body, by the value they define."""
     if kernel.op != FUSED or kernel.body is None:
         return {}
-    return {n.output: float(np.asarray(n.value).reshape(-1)[0])
-            for n in kernel.body.nodes if n.op == CONST and n.value.size == 1}
+    return {v: float(np.asarray(data).reshape(-1)[0]) for v, data in kernel.body.constants().items() if data.size == 1}
 
 
 def _element_cost(n: Node, scalars: Mapping[Value, float]) -> str | None:

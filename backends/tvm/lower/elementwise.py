@@ -228,14 +228,19 @@ tanh ops in one kernel took 53 s to build, and a collection run died for memory 
 MANY_USES_MARK = "_many"
 
 
+def _widened(v: tir.PrimExpr, dtype: str) -> tir.PrimExpr:
+    """``v`` (of ``dtype``) in the type its arithmetic is done in (``widen``)."""
+    wide = widen(dtype)
+    return tir.Cast(wide, v) if wide != dtype else v
+
+
 @lowers(*UNARY)
 def _lower_unary(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerContext) -> list[te.Tensor]:
     (x,), out = args, ctx.out_types[0]
     fn, dtype = UNARY[ctx.op], dtype_of(out)
-    wide = widen(dtype)
 
     def body(v: tir.PrimExpr) -> tir.PrimExpr:
-        return fn(tir.Cast(wide, v) if wide != dtype else v, attrs)
+        return fn(_widened(v, dtype), attrs)
 
     name = "unary" + (MANY_USES_MARK if ctx.op in MANY_USES else "")
     return [elementwise(ctx.names(name), static_shape(out), [x], dtype, body)]
@@ -247,13 +252,9 @@ def _lower_mish(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: LowerC
     argument many times, and as one expression mish held hundreds of copies of softplus (21 s to build)."""
     (x,), out = args, ctx.out_types[0]
     shape, dtype = static_shape(out), dtype_of(out)
-    wide = widen(dtype)
-
-    def element(*i: tir.PrimExpr) -> tir.PrimExpr:
-        return tir.Cast(wide, x[i]) if wide != dtype else x[i]
-
-    soft = te.compute(shape, lambda *i: _softplus(element(*i)), name=ctx.names("mish_softplus_keep" + MANY_USES_MARK))
-    return [te.compute(shape, lambda *i: tir.Cast(dtype, element(*i) * _tanh(soft[i])),
+    soft = te.compute(shape, lambda *i: _softplus(_widened(x[i], dtype)),
+                      name=ctx.names("mish_softplus_keep" + MANY_USES_MARK))
+    return [te.compute(shape, lambda *i: tir.Cast(dtype, _widened(x[i], dtype) * _tanh(soft[i])),
                        name=ctx.names("mish" + MANY_USES_MARK))]
 
 

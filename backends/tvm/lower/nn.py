@@ -216,15 +216,17 @@ def _lower_max_pool(args: Sequence[te.Tensor], attrs: Mapping[str, Any], ctx: Lo
     low = tir.min_value(dtype) if not is_float(dtype) else const(-np.inf, dtype)
     xp = pad_input(x, attrs["pads"], low, ctx, _pool_extra(static_shape(ctx.in_types[0]), shape[2:], attrs))
     rh, rw = te.reduce_axis((0, kh), name="rh"), te.reduce_axis((0, kw), name="rw")
+
+    def tap(b: tir.PrimExpr, c: tir.PrimExpr, i: tir.PrimExpr, j: tir.PrimExpr) -> tir.PrimExpr:
+        return xp[b, c, i * sh + rh * dh, j * sw + rw * dw]
+
     if dtype != "bfloat16":
-        return [te.compute(shape, lambda b, c, i, j: te.max(xp[b, c, i * sh + rh * dh, j * sw + rw * dw],
-                                                            axis=[rh, rw]), name=ctx.names("max_pool"))]
+        return [te.compute(shape, lambda b, c, i, j: te.max(tap(b, c, i, j), axis=[rh, rw]), name=ctx.names("max_pool"))]
     # TVM's bf16 legalization leaves a bf16 max reduction's vector store unconverted (the build
     # fails: "buffer's dtype is uint16 ... RHS's dtype is bfloat16x7"); the max of the widened
     # values, cast back, is exact.
-    wide = widen(dtype)
-    best = te.compute(shape, lambda b, c, i, j: te.max(tir.Cast(wide, xp[b, c, i * sh + rh * dh, j * sw + rw * dw]),
-                                                       axis=[rh, rw]), name=ctx.names("max_pool_wide"))
+    best = te.compute(shape, lambda b, c, i, j: te.max(tir.Cast(widen(dtype), tap(b, c, i, j)), axis=[rh, rw]),
+                      name=ctx.names("max_pool_wide"))
     return [te.compute(shape, lambda *i: tir.Cast(dtype, best[i]), name=ctx.names("max_pool"))]
 
 
